@@ -1,0 +1,4 @@
+"""Integrations of tod_cleanse with other systems (cleanlab, Parquet).
+
+Installed as ``tod_cleanse.adapters``; the core package never imports it.
+"""

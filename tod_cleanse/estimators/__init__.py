@@ -1,0 +1,21 @@
+"""ToD estimators: one base class and thin per-family subclasses."""
+
+from .base import BaseToDClassifier, ToDNetwork
+from .mlp import ToDMLPClassifier
+
+__all__ = ["BaseToDClassifier", "ToDNetwork", "ToDMLPClassifier", "ToDBertClassifier",
+           "ToDVGGClassifier"]
+
+
+def __getattr__(name: str):
+    # BERT and VGG modules are cheap to import (transformers / torchvision are
+    # imported inside the estimators), but keep them out of `import tod_cleanse`.
+    if name == "ToDBertClassifier":
+        from .bert import ToDBertClassifier
+
+        return ToDBertClassifier
+    if name == "ToDVGGClassifier":
+        from .vgg import ToDVGGClassifier
+
+        return ToDVGGClassifier
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,174 @@
+"""Cleansing scores: arrays in, arrays out (the functional core of :class:`ToDCleanser`).
+
+Every score is oriented the same way: **the more negative, the more harmful** the
+training row. With ``p_flip`` the flipped (out-of-sample) sub-network, ``p_seen``
+the instance's own sub-network, ``p_full`` the full network and ``y_i`` the given
+label of row ``i``:
+
+==================== =====================================================================
+method               score of training row ``i``
+==================== =====================================================================
+``eval_influence``   ``sum_t I(z_t, z_i)`` over a validation set (the paper's cleansing)
+``self_influence``   ``-I(z_i, z_i) = log p_flip(y_i|x_i) - log p_seen(y_i|x_i)``
+``memorisation``     ``p_flip(y_i|x_i) - p_seen(y_i|x_i)``
+``oos_likelihood``   ``log p_flip(y_i|x_i)``
+``confident_learning`` ``p_flip(y_i|x_i) - max_{j != y_i} p_flip(j|x_i)`` (normalised
+                     margin; the confident-joint rule decides the flagged rows)
+``full_likelihood``  ``log p_full(y_i|x_i)`` (in-sample, full network)
+==================== =====================================================================
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "METHODS",
+    "DEFAULT_METHOD",
+    "given_label_proba",
+    "cleansing_scores",
+    "confident_joint_issues",
+    "normalized_margin",
+]
+
+METHODS = (
+    "eval_influence",
+    "self_influence",
+    "memorisation",
+    "oos_likelihood",
+    "confident_learning",
+    "full_likelihood",
+)
+#: Chosen from the benchmark (see README, "Benchmarks").
+DEFAULT_METHOD = "oos_likelihood"
+
+_EPS = 1e-12
+
+
+def given_label_proba(proba: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``proba[i, labels[i]]`` for every row.
+
+    Examples
+    --------
+    >>> given_label_proba(np.array([[0.9, 0.1], [0.3, 0.7]]), np.array([0, 0])).tolist()
+    [0.9, 0.3]
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    return np.asarray(proba)[np.arange(labels.shape[0]), labels]
+
+
+def normalized_margin(proba: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``p(y_i) - max_{j != y_i} p(j)``, in ``[-1, 1]``; negative when another class wins.
+
+    Examples
+    --------
+    >>> normalized_margin(np.array([[0.6, 0.4], [0.2, 0.8]]), np.array([0, 0])).round(2).tolist()
+    [0.2, -0.6]
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    p_given = given_label_proba(proba, labels)
+    others = proba.copy()
+    others[np.arange(proba.shape[0]), labels] = -np.inf
+    return p_given - others.max(axis=1)
+
+
+def confident_joint_issues(proba: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Rows off the diagonal of the confident joint (confident learning [2]_).
+
+    A row is *confidently* of class ``j`` when ``p(j|x) >= t_j``, the mean
+    probability of class ``j`` over the rows labelled ``j``; among several such
+    classes the most probable one wins. A row whose confident class exists and
+    differs from its given label is a label issue.
+
+    Parameters
+    ----------
+    proba : ndarray of shape (n, k)
+        Out-of-sample probabilities.
+    labels : ndarray of int, shape (n,)
+
+    Returns
+    -------
+    ndarray of bool, shape (n,)
+
+    References
+    ----------
+    .. [2] C. Northcutt, L. Jiang, I. Chuang. *Confident Learning: Estimating
+       Uncertainty in Dataset Labels*. JAIR 70, 2021.
+
+    Examples
+    --------
+    >>> proba = np.array([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9], [0.95, 0.05]])
+    >>> confident_joint_issues(proba, np.array([0, 0, 1, 1])).tolist()
+    [False, False, False, True]
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    k = proba.shape[1]
+    thresholds = np.full(k, np.inf)
+    for j in range(k):
+        rows = labels == j
+        if rows.any():
+            thresholds[j] = proba[rows, j].mean()
+    confident = np.where(proba >= thresholds[None, :] - 1e-12, proba, -np.inf)
+    has_confident = np.isfinite(confident).any(axis=1)
+    assigned = confident.argmax(axis=1)
+    return has_confident & (assigned != labels)
+
+
+def cleansing_scores(
+    method: str,
+    labels: np.ndarray,
+    *,
+    oos_proba: np.ndarray | None = None,
+    seen_proba: np.ndarray | None = None,
+    full_proba: np.ndarray | None = None,
+    self_influence: np.ndarray | None = None,
+    eval_influence: np.ndarray | None = None,
+) -> np.ndarray:
+    """Per-row cleansing score of ``method``; more negative = more harmful.
+
+    Parameters
+    ----------
+    method : str
+        One of :data:`METHODS`.
+    labels : ndarray of int, shape (n,)
+        Encoded given labels.
+    oos_proba, seen_proba, full_proba : ndarray of shape (n, k), optional
+        Flipped, seen and full-network probabilities of the training rows.
+    self_influence : ndarray of shape (n,), optional
+        ``I(z_i, z_i)``.
+    eval_influence : ndarray of shape (n,), optional
+        ``sum_t I(z_t, z_i)`` over a validation set.
+
+    Returns
+    -------
+    ndarray of float64, shape (n,)
+
+    Examples
+    --------
+    >>> oos = np.array([[0.9, 0.1], [0.2, 0.8]])
+    >>> cleansing_scores("oos_likelihood", np.array([0, 0]), oos_proba=oos).round(3).tolist()
+    [-0.105, -1.609]
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+
+    def need(name: str, value: np.ndarray | None) -> np.ndarray:
+        if value is None:
+            raise ValueError(f"method={method!r} needs {name}.")
+        return np.asarray(value, dtype=np.float64)
+
+    if method == "eval_influence":
+        return need("eval_influence", eval_influence).copy()
+    if method == "self_influence":
+        return -need("self_influence", self_influence)
+    if method == "memorisation":
+        return given_label_proba(need("oos_proba", oos_proba), labels) - given_label_proba(
+            need("seen_proba", seen_proba), labels
+        )
+    if method == "oos_likelihood":
+        return np.log(given_label_proba(need("oos_proba", oos_proba), labels) + _EPS)
+    if method == "confident_learning":
+        return normalized_margin(need("oos_proba", oos_proba), labels)
+    if method == "full_likelihood":
+        return np.log(given_label_proba(need("full_proba", full_proba), labels) + _EPS)
+    raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
