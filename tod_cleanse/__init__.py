@@ -15,6 +15,7 @@ import logging
 from .cleanser import ToDCleanser
 from .estimators import ToDMLPClassifier
 from .layers import TurnOverDropout, insert_tod, tod_context
+from .report import write_report
 
 __version__ = "0.1.0"
 
@@ -26,6 +27,7 @@ __all__ = [
     "TurnOverDropout",
     "insert_tod",
     "tod_context",
+    "write_report",
     "__version__",
 ]
 

@@ -36,7 +36,7 @@ class ToDCleanser(BaseEstimator):
     ----------
     estimator : BaseToDClassifier or None, default=None
         Unfitted ToD estimator (cloned). ``None``: ``ToDMLPClassifier()``.
-    method : str, default="oos_likelihood"
+    method : str, default="full_likelihood"
         ``"eval_influence"`` (the paper's cleansing: summed influence on
         ``eval_set``), ``"self_influence"``, ``"memorisation"``,
         ``"oos_likelihood"``, ``"confident_learning"`` or ``"full_likelihood"``.

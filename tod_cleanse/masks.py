@@ -168,14 +168,23 @@ def key_mask(
     lo = keys & _M32
     hi = (keys >> 32) & _M32
     h = hash32(lo ^ hash32(hi ^ hash32(torch.full_like(keys, (seed * _GOLDEN) & _M32))))
+    complement = None
     if n_groups is not None:
-        h = hash32(h) % int(n_groups)
+        g = hash32(h) % int(n_groups)
+        # Groups come in complementary pairs (2a, 2a + 1): the flipped sub-network
+        # of one group is the seen sub-network of its partner, a sub-network that
+        # was trained as a whole (on the partner's instances) and never saw this one.
+        complement = (g & 1).bool()
+        h = g >> 1
     h = hash32(h ^ ((layer_seed * _C1 + 0x5BD1E995) & _M32))
     units = torch.arange(width, device=keys.device, dtype=torch.int64)
     u = hash32((units * _GOLDEN + 0x632BE5AB) & _M32)
     r = hash32(h[:, None] ^ u[None, :])
     threshold = int(round(p * 2**32))
-    return r >= threshold
+    keep = r >= threshold
+    if complement is not None:
+        keep = keep ^ complement[:, None]
+    return keep
 
 
 def flip(mask: torch.Tensor) -> torch.Tensor:

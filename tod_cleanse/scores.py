@@ -40,7 +40,7 @@ METHODS = (
     "full_likelihood",
 )
 #: Chosen from the benchmark (see README, "Benchmarks").
-DEFAULT_METHOD = "oos_likelihood"
+DEFAULT_METHOD = "full_likelihood"
 
 _EPS = 1e-12
 

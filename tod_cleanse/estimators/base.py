@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import numbers
 from collections.abc import Iterator
 from typing import Any
 
@@ -111,6 +112,9 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
     device_ : torch.device
     train_keys_ : ndarray of int64, shape (n_train,)
         The (hashed) instance keys the masks were drawn from.
+    instance_keys_ : ndarray, shape (n_train,)
+        The instance keys as the user gave them (row positions by default);
+        :meth:`explain` reports these.
     self_influence_ : ndarray, shape (n_train,)
         ``I(z_i, z_i)``: large positive values mean the model had to memorise
         ``z_i``.
@@ -187,6 +191,14 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
         if y_arr.dtype.kind == "O" and any(v is None or v != v for v in y_arr):
             raise ValueError(f"{name} contains missing labels (None or NaN).")
         if fitting:
+            if y_arr.dtype.kind == "O":
+                kinds = {"number" if isinstance(v, numbers.Number) else type(v).__name__
+                         for v in y_arr.tolist()}
+                if len(kinds) > 1:
+                    raise TypeError(
+                        f"{name} mixes label types ({', '.join(sorted(kinds))}); "
+                        "use labels of one type."
+                    )
             check_classification_targets(y_arr)
             try:
                 classes, encoded = np.unique(y_arr, return_inverse=True)
@@ -330,6 +342,8 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
             self.initialize()
             self._fit_loop(inputs, y_enc, keys, np.random.default_rng(seed))
         self.train_keys_ = keys
+        self.instance_keys_ = (np.arange(n) if instance_keys is None
+                               else np.asarray(instance_keys).copy())
         self.y_train_ = y_enc
         self._score_training_rows(inputs, y_enc, keys)
         return self
@@ -350,6 +364,9 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
         self.history_ = []
         bar = tqdm(total=total, desc=f"{type(self).__name__}: training", unit="batch",
                    disable=not self.verbose, leave=False)
+        tod_layers = tod_modules(self.module_) if self.turn_over else []
+        for layer in tod_layers:  # hash each training key's masks once, not once per epoch
+            layer.cache_masks(k_t.to(self.device_))
         try:
             for epoch in range(int(self.max_epochs)):
                 order = rng.permutation(n)
@@ -371,6 +388,8 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
                 logger.info("epoch %d/%d train_loss=%.4f", epoch + 1, self.max_epochs, mean_loss)
         finally:
             bar.close()
+            for layer in tod_layers:
+                layer.cache_masks(None)
 
     # --------------------------------------------------------------- scoring
     def _score_batch_size(self) -> int:
@@ -457,7 +476,8 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
         -------
         ndarray of shape (n_samples,)
         """
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)  # first: it raises NotFittedError before fit
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def _require_tod(self, what: str) -> None:
         check_is_fitted(self)
@@ -525,6 +545,30 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
             total += block.sum(axis=0)
             count += rows.shape[0]
         return total / max(count, 1) if reduce == "mean" else total
+
+    def explain(self, X_t: Any, y_t: Any = None, k: int = 5,
+                label_filter: Any = None) -> Any:
+        """The top-``k`` helpful and harmful training rows of every target.
+
+        See :func:`tod_cleanse.explain.explain` (this method delegates to it).
+
+        Parameters
+        ----------
+        X_t : array-like
+            Targets.
+        y_t : array-like of shape (n_targets,), optional
+            True labels; influence is taken w.r.t. them, else w.r.t. the
+            predicted labels.
+        k : int, default=5
+        label_filter : None, "predicted", "true", a class label or a list of them
+
+        Returns
+        -------
+        pandas.DataFrame
+        """
+        from ..explain import explain
+
+        return explain(self, X_t, y_t, k=k, label_filter=label_filter)
 
     # --------------------------------------------------------------- pickle
     def __getstate__(self) -> dict:

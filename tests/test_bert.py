@@ -1,0 +1,216 @@
+"""ToDBertClassifier on a tiny BERT saved to tmp_path: placement, scoring, separation, I/O."""
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.estimator_checks import (
+    check_estimator_cloneable,
+    check_estimator_repr,
+    check_get_params_invariance,
+    check_no_attributes_set_in_init,
+    check_parameters_default_constructible,
+    check_set_params,
+)
+
+from tod_cleanse import ToDBertClassifier
+from tod_cleanse.layers import tod_context, tod_modules
+
+transformers = pytest.importorskip("transformers")
+
+WORDS = [f"w{i}" for i in range(90)]
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def _write_tokenizer(folder):
+    os.makedirs(folder, exist_ok=True)
+    vocab = os.path.join(folder, "vocab.txt")
+    with open(vocab, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(SPECIAL + WORDS) + "\n")
+    if int(transformers.__version__.split(".")[0]) >= 5:  # v5 takes the vocabulary itself
+        with open(vocab, encoding="utf-8") as fh:
+            tok = transformers.BertTokenizer(vocab={w.strip(): i for i, w in enumerate(fh)})
+    else:  # pragma: no cover - transformers 4.x
+        tok = transformers.BertTokenizerFast(vocab_file=vocab)
+    assert len(tok) == len(SPECIAL) + len(WORDS)
+    tok.save_pretrained(folder)
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """A 2-layer, 32-unit BERT with a 95-token vocabulary, saved as a local folder."""
+    folder = str(tmp_path_factory.mktemp("tiny-bert"))
+    _write_tokenizer(folder)
+    config = transformers.BertConfig(
+        vocab_size=len(SPECIAL) + len(WORDS), hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    torch.manual_seed(0)
+    transformers.BertForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+def _texts(n=48, seed=0):
+    """Two classes written with disjoint halves of the vocabulary."""
+    rng = np.random.default_rng(seed)
+    y = np.where(np.arange(n) % 2 == 0, "neg", "pos")
+    X = [" ".join(rng.choice(WORDS[:45] if c == "neg" else WORDS[45:], size=rng.integers(3, 9)))
+         for c in y]
+    return X, y
+
+
+def _clf(path, **kw):
+    params = dict(max_epochs=2, batch_size=16, lr=1e-3, max_length=16, device="cpu",
+                  random_state=0, verbose=0)
+    return ToDBertClassifier(path, **{**params, **kw})
+
+
+@pytest.mark.parametrize(
+    "check",
+    [check_parameters_default_constructible, check_no_attributes_set_in_init,
+     check_get_params_invariance, check_set_params, check_estimator_cloneable,
+     check_estimator_repr],
+)
+def test_sklearn_api_checks(check):
+    # The data-driven sklearn checks feed numeric 2-D arrays, which are not texts
+    # (tags: two_d_array=False, string=True); they are replaced by the tests below.
+    check("ToDBertClassifier", ToDBertClassifier())
+
+
+def test_fit_scores_and_string_labels(tiny_bert):
+    X, y = _texts()
+    clf = _clf(tiny_bert, max_epochs=8, lr=3e-3).fit(X, y)
+    assert clf.classes_.tolist() == ["neg", "pos"]
+    assert clf.self_influence_.shape == (48,) and np.isfinite(clf.self_influence_).all()
+    np.testing.assert_allclose(clf.oos_proba_.sum(axis=1), 1.0, rtol=1e-5)
+    assert set(clf.predict(X[:5])) <= {"neg", "pos"}
+    assert clf.predict_proba(np.array(X[:3], dtype=object)).shape == (3, 2)
+    assert clf.score_influence(X[:4], y[:4]).shape == (4, 48)
+    assert clf.score(X, y) > 0.9  # the two vocabularies are learned
+    with pytest.raises(NotFittedError):
+        _clf(tiny_bert).predict(X[:2])
+
+
+@pytest.mark.parametrize(("placement", "n_tod", "trunk_layers"),
+                         [("head", 1, 2), ("top-1", 3, 1), (2, 5, 0), ("all", 5, 0)])
+def test_placement(tiny_bert, placement, n_tod, trunk_layers):
+    X, y = _texts(16)
+    clf = _clf(tiny_bert, tod_layers=placement, max_epochs=1).fit(X, y)
+    assert len(tod_modules(clf.module_)) == n_tod
+    assert len(tod_modules(clf.module_.trunk)) == 0
+    assert len(clf.module_.trunk.layers) == trunk_layers
+    assert clf.module_.head.classifier.bias is None
+
+
+def _naive_influence(clf, X_t, y_t):
+    """I(z_t, z_i) running the whole network (trunk included) once per pair."""
+    inputs = clf._validate_X(X_t, reset=False)
+    y_enc = torch.as_tensor(np.searchsorted(clf.classes_, y_t))
+    out = np.empty((len(y_t), len(clf.train_keys_)))
+    clf.module_.eval()
+    with torch.no_grad():
+        for a in range(len(y_t)):
+            xb = clf._batch(inputs, np.array([a]))
+            for i, key in enumerate(clf.train_keys_):
+                losses = []
+                for mode in ("flipped", "seen"):
+                    with tod_context(torch.tensor([key]), mode):
+                        logits = clf.module_(xb)
+                    losses.append(torch.nn.functional.cross_entropy(logits, y_enc[a:a + 1]))
+                out[a, i] = float(losses[0] - losses[1])
+    return out
+
+
+def test_trunk_reuse_matches_naive_scoring_with_padding(tiny_bert):
+    X, y = _texts(12)
+    X[0] = "w1"  # a short row: the batch is padded, the attention mask must hold
+    clf = _clf(tiny_bert, tod_layers="top-1", score_batch_size=7).fit(X, y)
+    fast = clf.score_influence(X[:3], y[:3])
+    np.testing.assert_allclose(fast, _naive_influence(clf, X[:3], y[:3]), atol=1e-5)
+    np.testing.assert_allclose(clf.self_influence_[:3], np.diag(fast[:, :3]), atol=1e-5)
+
+
+def test_text_pairs(tiny_bert):
+    X, y = _texts(16)
+    pairs = list(zip(X, X[::-1], strict=True))
+    clf = _clf(tiny_bert, max_epochs=1).fit(pairs, y)
+    assert clf.is_pair_
+    assert clf.predict_proba(np.array(pairs[:3], dtype=object)).shape == (3, 2)
+    with pytest.raises(ValueError, match="text pairs"):
+        clf.predict(X[:2])
+
+
+def test_classifier_head_separation_is_exact(tiny_bert):
+    """Steps on one instance leave its flipped classifier sub-network bit-identical."""
+    X, y = _texts(16)
+    clf = _clf(tiny_bert, tod_layers="head", optimizer="adam", weight_decay=0.0).fit(X, y)
+    clf.module_.eval()
+    h = clf._trunk(clf._batch(clf._validate_X(X, reset=False), np.arange(16)))  # pooled
+    key = torch.tensor([int(clf.train_keys_[3])])
+    before_flip = clf._head_logits(h, key, "flipped")
+    before_seen = clf._head_logits(h, key, "seen")
+    clf.optimizer_ = torch.optim.Adam(clf.module_.parameters(), lr=1e-2)  # no momentum yet
+    xb = clf._batch(clf._validate_X(X[3:4], reset=False), np.array([0]))
+    yb = torch.tensor([1 - int(np.searchsorted(clf.classes_, y[3]))])  # a wrong label
+    for _ in range(3):
+        clf.train_step(xb, yb, key)
+    clf.module_.eval()
+    assert torch.equal(clf._head_logits(h, key, "flipped"), before_flip)
+    assert not torch.allclose(clf._head_logits(h, key, "seen"), before_seen)
+
+
+def test_pickle_and_save_pretrained_round_trip(tiny_bert, tmp_path):
+    X, y = _texts(16)
+    clf = _clf(tiny_bert, tod_layers="top-1").fit(X, y)
+    proba = clf.predict_proba(X)
+    infl = clf.score_influence(X[:2], y[:2])
+    clone = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(clone.predict_proba(X), proba)
+    np.testing.assert_array_equal(clone.score_influence(X[:2], y[:2]), infl)
+    clf.save_pretrained(tmp_path / "saved")
+    loaded = ToDBertClassifier.from_pretrained(tmp_path / "saved", device="cpu", verbose=0)
+    assert loaded.tod_layers == "top-1" and loaded.classes_.tolist() == ["neg", "pos"]
+    np.testing.assert_allclose(loaded.predict_proba(X), proba, atol=1e-6)
+    np.testing.assert_allclose(loaded.score_influence(X[:2], y[:2]), infl, atol=1e-5)
+    np.testing.assert_array_equal(loaded.self_influence_, clf.self_influence_)
+    # The folder is a standard transformers checkpoint of the fine-tuned encoder.
+    enc = transformers.AutoModel.from_pretrained(tmp_path / "saved")
+    torch.testing.assert_close(enc.embeddings.word_embeddings.weight,
+                               clf.module_.trunk.embeddings.word_embeddings.weight)
+
+
+def test_missing_tokenizer_and_model_errors_name_the_path(tiny_bert, tmp_path):
+    X, y = _texts(8)
+    no_tok = tmp_path / "no-tokenizer"
+    transformers.BertForSequenceClassification(
+        transformers.BertConfig.from_pretrained(tiny_bert)).save_pretrained(no_tok)
+    with pytest.raises(ValueError, match="no-tokenizer.*tokenizer"):
+        _clf(str(no_tok)).fit(X, y)
+    with pytest.raises(ValueError, match="missing-folder"):
+        _clf(str(tmp_path / "missing-folder")).fit(X, y)
+    distil = tmp_path / "distilbert"
+    _write_tokenizer(distil)
+    transformers.DistilBertForSequenceClassification(transformers.DistilBertConfig(
+        vocab_size=95, dim=32, n_layers=1, n_heads=2, hidden_dim=64)).save_pretrained(distil)
+    with pytest.raises(ValueError, match="distilbert.*BERT layout"):
+        _clf(str(distil)).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    ("X", "kwargs", "exc", "match"),
+    [
+        ("w1 w2", {}, TypeError, "single string"),
+        (np.zeros((4, 3)), {}, ValueError, "2 columns"),
+        ([1.0, 2.0, 3.0, 4.0], {}, TypeError, "strings"),
+        ([], {}, ValueError, "empty"),
+        (["w1"] * 4, {"tod_layers": "top-9"}, ValueError, "tod_layers"),
+        (["w1"] * 4, {"tod_layers": "middle"}, ValueError, "tod_layers"),
+        (["w1"] * 4, {"max_length": 1}, ValueError, "max_length"),
+    ],
+)
+def test_bad_input_is_named(tiny_bert, X, kwargs, exc, match):
+    y = [0, 1] * (len(X) // 2) if not isinstance(X, str) else [0]
+    with pytest.raises(exc, match=match):
+        _clf(tiny_bert, **kwargs).fit(X, y)

@@ -1,0 +1,394 @@
+"""ToDVGGClassifier: torchvision's VGG with turn-over dropout, for images."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..layers import TurnOverDropout, insert_tod
+from .base import BaseToDClassifier, ToDNetwork
+
+__all__ = ["ToDVGGClassifier"]
+
+# arch -> (torchvision configuration letter, batch norm)
+_ARCHS = {
+    "vgg11": ("A", False), "vgg11_bn": ("A", True),
+    "vgg13": ("B", False), "vgg13_bn": ("B", True),
+    "vgg16": ("D", False), "vgg16_bn": ("D", True),
+    "vgg19": ("E", False), "vgg19_bn": ("E", True),
+}
+_MIN_SIDE = 32  # five 2x2 max-pools need at least 32 pixels per side
+
+
+def _torchvision_vgg():
+    try:
+        from torchvision.models import vgg
+    except ImportError as exc:  # pragma: no cover - torchvision is a dependency
+        raise ImportError(
+            "ToDVGGClassifier needs torchvision: pip install 'tod-cleanse' (or pip install "
+            "torchvision)."
+        ) from exc
+    return vgg
+
+
+class ToDVGGClassifier(BaseToDClassifier):
+    """VGG image classifier (torchvision) trained with turn-over dropout [1]_.
+
+    Network: torchvision's VGG convolution stack (``make_layers`` on the
+    configuration of ``arch``, channels scaled by ``width_multiplier``, first
+    convolution adapted to the number of image channels), global average
+    pooling, then the VGG classifier block
+    ``Linear -> ReLU -> ToD -> Linear -> ReLU -> ToD -> Linear (no bias)``.
+
+    Where ToD sits, what is separated and what is shared
+        The two dropout sites of VGG's classifier block are turn-over dropout
+        layers, so the classifier block below the output is split into one
+        sub-network per instance mask; the middle ``Linear`` has its input and
+        output masked and the output layer has no bias, so their flipped
+        parameters never receive a gradient from the instance (exact
+        separation, with ``optimizer="adam"`` and ``weight_decay=0``; momentum
+        and weight decay move every parameter). The convolution stack, batch
+        norm and first ``Linear`` are shared by all sub-networks (partial
+        separation, as in [1]_). ``tod_conv_layers=k`` also puts a channel-wise
+        ToD layer (``dim=1``) after each of the last ``k`` convolutions, which
+        separates more of the network at the price of smaller sub-networks and
+        a costlier influence computation (the shared trunk then ends lower).
+
+    Everything below the lowest ToD layer is the mask-independent *trunk*:
+    :meth:`score_influence` computes it once per target and reuses it for every
+    training mask.
+
+    Images
+        ``X`` may be ``(N, H, W)`` (grey), ``(N, H, W, C)`` or ``(N, C, H, W)``,
+        uint8 (read as ``/255``) or float, or a 2-D array of flattened images
+        ``(N, H*W)`` (square grey images; set ``image_shape`` otherwise). Channels
+        are standardised with the training mean and standard deviation. Images
+        smaller than 32 pixels per side (e.g. 28x28 Fashion-MNIST) are
+        zero-padded, centred, to 32 after standardisation, so the five VGG
+        max-pools always leave at least one pixel; nothing is interpolated.
+        Predictions need the same image size and channels as ``fit``.
+
+    Parameters
+    ----------
+    arch : {"vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", \
+"vgg19_bn"}, default="vgg11_bn"
+        torchvision VGG configuration.
+    width_multiplier : float, default=1.0
+        Scales every convolution's channels (``0.125`` turns 64..512 into 8..64),
+        which makes small images and CPU runs practical.
+    classifier_width : int or None, default=None
+        Units of the two hidden classifier layers (the ToD layers). ``None``:
+        ``max(16, round(512 * width_multiplier))``.
+    tod_conv_layers : int, default=0
+        Number of top convolutions followed by a channel-wise ToD layer.
+    augment : bool, default=False
+        Random horizontal flips and random 4-pixel-shift crops during training.
+        Keys (hence masks) belong to the instance, not to the augmented view.
+    data_format : {"auto", "channels_last", "channels_first"}, default="auto"
+        Layout of 4-D ``X``; ``"auto"`` decides from which axis has at most 4
+        entries and raises if both could.
+    image_shape : tuple of int or None, default=None
+        ``(H, W)`` or ``(C, H, W)`` to reshape a 2-D ``X`` of flattened images.
+    p : float, default=0.5
+        ToD drop rate: each instance trains a fraction ``1 - p`` of the units of
+        each ToD layer; its flipped sub-network is the other ``p``.
+    inner_p : float, default=0.0
+        Ordinary dropout inside the instance's own sub-network (training only).
+    mask_seed : int, default=0
+    mask_groups : int or None, default=None
+    turn_over : bool, default=True
+        ``False`` trains the same network with ordinary dropout (a baseline).
+    max_epochs : int, default=20
+    batch_size : int, default=128
+    lr : float, default=0.05
+    optimizer : {"sgd", "adamw", "adam"}, default="sgd"
+        SGD uses momentum 0.9.
+    weight_decay : float, default=5e-4
+        Applied to weight matrices and kernels, not to biases and norms.
+    lr_schedule : {"constant", "linear"} or None, default=None
+        ``None`` means ``"linear"`` decay.
+    warmup_fraction : float, default=0.0
+    grad_clip : float or None, default=None
+    score_batch_size : int, default=4096
+        (target, training mask) pairs per forward pass in :meth:`score_influence`.
+    amp : bool or "auto", default="auto"
+        Mixed precision on CUDA (ignored on the CPU).
+    device : str, default="auto"
+    random_state : int, RandomState or None, default=None
+    verbose : int, default=1
+
+    Attributes
+    ----------
+    classes_, module_, optimizer_, device_, train_keys_, y_train_, self_influence_,
+    oos_proba_, seen_proba_, train_proba_, history_ : see
+    :class:`~tod_cleanse.estimators.base.BaseToDClassifier`.
+    n_features_in_ : int
+        Values per image (``C * H * W``).
+    image_shape_ : tuple of int
+        ``(C, H, W)`` of the training images, before padding.
+    mean_, std_ : ndarray of shape (C,)
+        Per-channel standardisation statistics.
+
+    References
+    ----------
+    .. [1] S. Kobayashi, S. Yokoi, J. Suzuki, K. Inui. *Efficient Estimation of
+       Influence of a Training Instance*. SustaiNLP 2020. arXiv:2012.04207.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tod_cleanse import ToDVGGClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.integers(0, 255, size=(40, 16, 16), dtype=np.uint8)
+    >>> y = np.arange(40) % 2
+    >>> X[y == 1, 4:12, 4:12] = 255
+    >>> clf = ToDVGGClassifier(width_multiplier=1 / 16, max_epochs=3, optimizer="adam",
+    ...                        lr=1e-2, weight_decay=0.0, random_state=0, verbose=0)
+    >>> clf.fit(X, y).self_influence_.shape, clf.oos_proba_.shape
+    ((40,), (40, 2))
+    >>> clf.score_influence(X[:3], y[:3]).shape
+    (3, 40)
+    """
+
+    def __init__(
+        self,
+        arch: str = "vgg11_bn",
+        width_multiplier: float = 1.0,
+        classifier_width: int | None = None,
+        tod_conv_layers: int = 0,
+        augment: bool = False,
+        data_format: str = "auto",
+        image_shape: tuple[int, ...] | None = None,
+        p: float = 0.5,
+        inner_p: float = 0.0,
+        mask_seed: int = 0,
+        mask_groups: int | None = None,
+        turn_over: bool = True,
+        max_epochs: int = 20,
+        batch_size: int = 128,
+        lr: float = 0.05,
+        optimizer: str = "sgd",
+        weight_decay: float = 5e-4,
+        lr_schedule: str | None = None,
+        warmup_fraction: float = 0.0,
+        grad_clip: float | None = None,
+        score_batch_size: int = 4096,
+        amp: bool | str = "auto",
+        device: str = "auto",
+        random_state: int | None = None,
+        verbose: int = 1,
+    ) -> None:
+        self.arch = arch
+        self.width_multiplier = width_multiplier
+        self.classifier_width = classifier_width
+        self.tod_conv_layers = tod_conv_layers
+        self.augment = augment
+        self.data_format = data_format
+        self.image_shape = image_shape
+        self.p = p
+        self.inner_p = inner_p
+        self.mask_seed = mask_seed
+        self.mask_groups = mask_groups
+        self.turn_over = turn_over
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.weight_decay = weight_decay
+        self.lr_schedule = lr_schedule
+        self.warmup_fraction = warmup_fraction
+        self.grad_clip = grad_clip
+        self.score_batch_size = score_batch_size
+        self.amp = amp
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _default_lr_schedule(self) -> str:
+        return "linear"
+
+    # ------------------------------------------------------------------ input
+    def _to_nchw(self, X: Any, reset_shape: bool = True) -> np.ndarray:
+        """Any accepted layout -> float32 (N, C, H, W), uint8 scaled to [0, 1]."""
+        if hasattr(X, "tocsr") or type(X).__module__.startswith("scipy.sparse"):
+            raise TypeError("Sparse data was passed for X, but ToDVGGClassifier needs dense "
+                            "images; convert with X.toarray().")
+        if hasattr(X, "to_numpy"):  # pandas
+            X = X.to_numpy()
+        if isinstance(X, torch.Tensor):
+            X = X.detach().cpu().numpy()
+        try:
+            arr = np.asarray(X)
+        except ValueError as exc:
+            raise ValueError(f"X must be an array of images: {exc}") from None
+        if arr.dtype.kind not in "biuf":
+            try:
+                arr = arr.astype(np.float32)
+            except ValueError as exc:
+                raise ValueError(f"X must hold numbers only (pixel values): {exc}") from None
+            except TypeError as exc:
+                raise TypeError(f"X must hold numbers only (pixel values): {exc}") from None
+        if arr.dtype.kind == "c":  # pragma: no cover - excluded above
+            raise ValueError("X must hold real pixel values, got complex numbers.")
+        if arr.ndim == 0 or arr.shape[0] == 0:
+            raise ValueError(f"X must hold at least one image, got shape {arr.shape}.")
+        if arr.ndim == 1:
+            raise ValueError(
+                f"X must be 2-D (flattened images), 3-D (N, H, W) or 4-D images, got a 1-D "
+                f"array of shape {arr.shape}. Reshape your data: X.reshape(-1, 1) for a "
+                "single pixel per sample."
+            )
+        if arr.ndim >= 2 and 0 in arr.shape[1:]:
+            raise ValueError(f"0 feature(s) (shape={arr.shape}) while a minimum of 1 is "
+                             "required: X holds empty images.")
+        if arr.ndim == 2 and hasattr(self, "n_features_in_") and not reset_shape:
+            if arr.shape[1] != self.n_features_in_:
+                raise ValueError(
+                    f"X has {arr.shape[1]} features, but {type(self).__name__} is expecting "
+                    f"{self.n_features_in_} features as input."
+                )
+        scale = 255.0 if arr.dtype == np.uint8 else 1.0
+        arr = arr.astype(np.float32, copy=False)
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("X contains NaN or infinity.")
+        if arr.ndim == 2:
+            arr = self._unflatten(arr)
+        elif arr.ndim == 3:
+            arr = arr[:, None]
+        elif arr.ndim == 4:
+            arr = self._channels_first(arr)
+        else:
+            raise ValueError(f"X must have 2, 3 or 4 dimensions, got shape {arr.shape}.")
+        if scale != 1.0:
+            arr = arr / scale
+        return np.ascontiguousarray(arr, dtype=np.float32)
+
+    def _unflatten(self, arr: np.ndarray) -> np.ndarray:
+        n, d = arr.shape
+        if self.image_shape is not None:
+            shape = tuple(int(s) for s in self.image_shape)
+            if len(shape) == 2:
+                shape = (1, *shape)
+            if len(shape) != 3 or math.prod(shape) != d:
+                raise ValueError(
+                    f"image_shape={self.image_shape!r} does not match the {d} values per row of X."
+                )
+            return arr.reshape(n, *shape)
+        side = math.isqrt(d)
+        if side * side == d:
+            return arr.reshape(n, 1, side, side)
+        # Not a square: read each row as a grey image one pixel high.
+        return arr.reshape(n, 1, 1, d)
+
+    def _channels_first(self, arr: np.ndarray) -> np.ndarray:
+        fmt = self.data_format
+        if fmt not in ("auto", "channels_last", "channels_first"):
+            raise ValueError(
+                "data_format must be 'auto', 'channels_last' or 'channels_first', "
+                f"got {fmt!r}."
+            )
+        if fmt == "auto":
+            first, last = arr.shape[1] <= 4, arr.shape[3] <= 4
+            if first == last:
+                raise ValueError(
+                    f"cannot tell the channel axis of X with shape {arr.shape}; pass "
+                    "data_format='channels_last' (N, H, W, C) or 'channels_first' (N, C, H, W)."
+                )
+            fmt = "channels_first" if first else "channels_last"
+        return arr if fmt == "channels_first" else arr.transpose(0, 3, 1, 2)
+
+    def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
+        arr = self._to_nchw(X, reset_shape=reset)
+        if reset:
+            self.image_shape_ = tuple(int(s) for s in arr.shape[1:])
+            self.n_features_in_ = int(math.prod(self.image_shape_))
+            self.mean_ = arr.mean(axis=(0, 2, 3), dtype=np.float64).astype(np.float32)
+            std = arr.std(axis=(0, 2, 3), dtype=np.float64).astype(np.float32)
+            self.std_ = np.where(std > 1e-6, std, 1.0).astype(np.float32)
+        elif tuple(arr.shape[1:]) != self.image_shape_:
+            raise ValueError(
+                f"X has images of shape {tuple(arr.shape[1:])} (C, H, W) but "
+                f"{type(self).__name__} was fitted on {self.image_shape_}."
+            )
+        arr = (arr - self.mean_[None, :, None, None]) / self.std_[None, :, None, None]
+        _, _, h, w = arr.shape
+        ph, pw = max(0, _MIN_SIDE - h), max(0, _MIN_SIDE - w)
+        if ph or pw:
+            arr = np.pad(arr, ((0, 0), (0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)))
+        return np.ascontiguousarray(arr, dtype=np.float32)
+
+    def _augment(self, xb: torch.Tensor) -> torch.Tensor:
+        if not self.augment:
+            return xb
+        n, _, h, w = xb.shape
+        flip = torch.rand(n, device=xb.device) < 0.5
+        xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)
+        pad = 4
+        padded = F.pad(xb, (pad, pad, pad, pad))
+        dy = torch.randint(0, 2 * pad + 1, (n,)).tolist()
+        dx = torch.randint(0, 2 * pad + 1, (n,)).tolist()
+        return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+
+    # ---------------------------------------------------------------- network
+    def _build_module(self, n_classes: int) -> ToDNetwork:
+        vgg = _torchvision_vgg()
+        if self.arch not in _ARCHS:
+            raise ValueError(f"arch must be one of {sorted(_ARCHS)}, got {self.arch!r}.")
+        if not float(self.width_multiplier) > 0:
+            raise ValueError(f"width_multiplier must be positive, got {self.width_multiplier!r}.")
+        letter, batch_norm = _ARCHS[self.arch]
+        wm = float(self.width_multiplier)
+        cfg = [v if v == "M" else max(1, round(int(v) * wm)) for v in vgg.cfgs[letter]]
+        n_convs = sum(v != "M" for v in cfg)
+        k_conv = self.tod_conv_layers
+        if not isinstance(k_conv, int | np.integer) or not 0 <= k_conv <= n_convs:
+            raise ValueError(
+                f"tod_conv_layers must be an integer in [0, {n_convs}] for arch={self.arch!r}, "
+                f"got {k_conv!r}."
+            )
+        width = self.classifier_width
+        if width is None:
+            width = max(16, round(512 * wm))
+        if not isinstance(width, int | np.integer) or width < 2:
+            raise ValueError(f"classifier_width must be an integer >= 2, got {width!r}.")
+        in_channels = self.image_shape_[0]
+        c_out = cfg[-2]  # last conv before the final max-pool
+        # torchvision's VGG feature stack and its initialisation (building
+        # torchvision's VGG object itself would allocate a 4096 x 25088 classifier).
+        features = vgg.make_layers(cfg, batch_norm=batch_norm)
+        if in_channels != features[0].in_channels:
+            features[0] = nn.Conv2d(in_channels, features[0].out_channels, 3, padding=1)
+        for m in features.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        # Global average pooling: small images end at 1x1 after the five pools.
+        avgpool = nn.AdaptiveAvgPool2d(1)
+        classifier = nn.Sequential(
+            nn.Linear(c_out, width), nn.ReLU(True), nn.Dropout(self.p),
+            nn.Linear(width, width), nn.ReLU(True), nn.Dropout(self.p),
+            # No bias: a bias is shared by every sub-network and would break the
+            # exact separation of the classifier block.
+            nn.Linear(width, n_classes, bias=False),
+        )
+        # PyTorch's default Linear initialisation: torchvision's N(0, 0.01) suits
+        # 4096-unit layers but starves the narrow classifiers used here of signal.
+        common = dict(p=self.p, seed=self.mask_seed, n_groups=self.mask_groups,
+                      inner_p=self.inner_p)
+        insert_tod(classifier, **common)
+        features = list(features)
+        if k_conv:
+            relu_pos = [i for i, m in enumerate(features) if isinstance(m, nn.ReLU)]
+            for j, pos in reversed(list(enumerate(relu_pos[-k_conv:]))):
+                features.insert(pos + 1, TurnOverDropout(dim=1, layer_seed=100 + j, **common))
+        flat = [*features, avgpool, nn.Flatten(1), *classifier]
+        cut = next(i for i, m in enumerate(flat) if isinstance(m, TurnOverDropout))
+        return ToDNetwork(nn.Sequential(*flat[:cut]), nn.Sequential(*flat[cut:]))
