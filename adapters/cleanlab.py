@@ -55,7 +55,13 @@ from sklearn.utils.validation import check_is_fitted
 
 from tod_cleanse.cleanser import ToDCleanser
 from tod_cleanse.estimators.base import BaseToDClassifier
-from tod_cleanse.scores import DEFAULT_METHOD, METHODS, cleansing_scores, confident_joint_issues
+from tod_cleanse.scores import (
+    DEFAULT_METHOD,
+    METHODS,
+    cleansing_scores,
+    estimate_issue_count,
+    flag_issues,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +118,7 @@ def _rank_and_flag(
     method: str,
     drop_fraction: float | str,
     threshold: float | None,
-    oos_proba: np.ndarray | None,
+    count_proba: np.ndarray | None,
     labels: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rank (1 = most harmful) and flagged rows, by the same rule as :class:`ToDCleanser`.
@@ -121,23 +127,14 @@ def _rank_and_flag(
     so that one training run serves every method; a test checks that it agrees
     with ``ToDCleanser.issues_``.
     """
-    n = scores.shape[0]
-    order = np.argsort(scores, kind="stable")
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(1, n + 1)
-    if threshold is not None:
-        return rank, scores < threshold
-    if drop_fraction == "auto":
-        if oos_proba is None:
-            raise ValueError(
-                "drop_fraction='auto' needs out-of-sample probabilities (pred_probs= or "
-                "estimator=); pass drop_fraction=<float> or threshold=<float> instead."
-            )
-        cj = confident_joint_issues(oos_proba, labels)
-        if method == "confident_learning":
-            return rank, cj
-        return rank, rank <= int(cj.sum())
-    return rank, rank <= int(np.floor(float(drop_fraction) * n))
+    if drop_fraction == "auto" and count_proba is None:
+        raise ValueError(
+            "drop_fraction='auto' needs out-of-sample probabilities (pred_probs= or "
+            "estimator=); pass drop_fraction=<float> or threshold=<float> instead."
+        )
+    auto_count = None if count_proba is None else estimate_issue_count(count_proba, labels)
+    return flag_issues(scores, drop_fraction=drop_fraction, threshold=threshold,
+                       auto_count=auto_count)
 
 
 def _check_tod_estimator(estimator: Any, name: str = "estimator") -> BaseToDClassifier:
@@ -586,7 +583,7 @@ class ToDInfluenceIssueManager(IssueManager):
                 eval_influence = estimator.score_influence(X_val, y_val, reduce="sum")
             scores = _method_scores(estimator, cfg["method"], eval_influence)
             rank, is_issue = _rank_and_flag(scores, cfg["method"], cfg["drop_fraction"],
-                                             cfg["threshold"], estimator.oos_proba_,
+                                             cfg["threshold"], estimator.train_proba_,
                                              estimator.y_train_)
             predicted = self._predicted_names(estimator, class_names, cfg["encoded"])
         else:
@@ -877,7 +874,7 @@ def compare_finders(
         if m == "eval_influence":
             eval_inf = est.score_influence(eval_set[0], eval_set[1], reduce="sum")
         scores = _method_scores(est, m, eval_inf)
-        _, is_issue = _rank_and_flag(scores, m, drop_fraction, None, est.oos_proba_, labels)
+        _, is_issue = _rank_and_flag(scores, m, drop_fraction, None, est.train_proba_, labels)
         name = f"tod:{m}"
         flagged[name], harm[name] = is_issue, -scores
         runs[name], wall[name] = 1, t_fit + time.perf_counter() - t1

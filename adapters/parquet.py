@@ -62,7 +62,13 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from tod_cleanse.masks import keys_to_int64
-from tod_cleanse.scores import DEFAULT_METHOD, METHODS, cleansing_scores, given_label_proba
+from tod_cleanse.scores import (
+    DEFAULT_METHOD,
+    METHODS,
+    cleansing_scores,
+    flag_issues,
+    given_label_proba,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -824,20 +830,15 @@ def clean_parquet(
         is_issue = cleanser.issues_["is_issue"].to_numpy(dtype=bool)
         rule_note = "ToDCleanser's decision on all rows"
     else:
-        order = np.argsort(scores, kind="stable")
-        rank = np.empty(n, dtype=np.int64)
-        rank[order] = np.arange(1, n + 1)
-        del order
+        rate = cleanser.n_dropped_ / m
+        rank, is_issue = flag_issues(scores, drop_fraction=drop_fraction, threshold=threshold,
+                                     auto_count=int(round(rate * n)))
         if threshold is not None:
-            is_issue = scores < float(threshold)
             rule_note = f"score < {threshold}"
         elif drop_fraction == "auto":
-            rate = cleanser.n_dropped_ / m
-            is_issue = rank <= int(round(rate * n))
             rule_note = (f"auto: confident-learning issue rate of the training sample "
                          f"({rate:.4f}) times {n} rows, lowest scores")
         else:
-            is_issue = rank <= int(math.floor(float(drop_fraction) * n))
             rule_note = f"lowest {drop_fraction} of all rows"
     expected_kept = _Checksum()
     expected_kept.update(keys[~is_issue])

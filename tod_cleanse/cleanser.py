@@ -13,7 +13,7 @@ from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import check_is_fitted
 
 from .estimators.base import BaseToDClassifier
-from .scores import DEFAULT_METHOD, METHODS, cleansing_scores, confident_joint_issues
+from .scores import DEFAULT_METHOD, METHODS, cleansing_scores, estimate_issue_count, flag_issues
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +42,10 @@ class ToDCleanser(BaseEstimator):
         ``"oos_likelihood"``, ``"confident_learning"`` or ``"full_likelihood"``.
     drop_fraction : float or "auto", default="auto"
         Fraction of the training rows to drop (the lowest scores). ``"auto"``
-        drops as many rows as confident learning estimates are mislabeled
-        (off-diagonal of the confident joint of ``oos_proba_``), choosing them by
-        ``method``'s ranking; with ``method="confident_learning"`` it drops exactly
-        the confident-joint issues. Ignored when ``threshold`` is set.
+        drops as many rows as confident learning estimates are mislabeled (the
+        off-diagonal mass of the calibrated confident joint of the full network's
+        ``train_proba_``, :func:`tod_cleanse.scores.estimate_issue_count`), choosing
+        them by ``method``'s ranking. Ignored when ``threshold`` is set.
     threshold : float or None, default=None
         Drop every row whose score is below this value.
     eval_set : tuple (X_val, y_val) or None, default=None
@@ -167,19 +167,12 @@ class ToDCleanser(BaseEstimator):
             eval_influence=eval_influence,
         )
         n = labels.shape[0]
-        order = np.argsort(scores, kind="stable")
-        rank = np.empty(n, dtype=np.int64)
-        rank[order] = np.arange(1, n + 1)
-        cl_issues = confident_joint_issues(est.oos_proba_, labels)
-        if self.threshold is not None:
-            is_issue = scores < self.threshold
-        elif self.drop_fraction == "auto":
-            if self.method == "confident_learning":
-                is_issue = cl_issues
-            else:
-                is_issue = rank <= int(cl_issues.sum())
-        else:
-            is_issue = rank <= int(np.floor(float(self.drop_fraction) * n))
+        rank, is_issue = flag_issues(
+            scores,
+            drop_fraction=self.drop_fraction,
+            threshold=self.threshold,
+            auto_count=estimate_issue_count(est.train_proba_, labels),
+        )
         self.scores_ = scores
         self.sample_indices_ = np.flatnonzero(~is_issue)
         self.n_dropped_ = int(is_issue.sum())

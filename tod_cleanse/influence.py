@@ -97,7 +97,8 @@ def iter_influence_blocks(
                 y_rep = yt.repeat_interleave(nk)
                 l_seen = F.cross_entropy(head(h_rep, kk, "seen"), y_rep, reduction="none")
                 l_flip = F.cross_entropy(head(h_rep, kk, "flipped"), y_rep, reduction="none")
-                block[:, k0:k0 + nk] = (l_flip - l_seen).view(rows.shape[0], nk).double().cpu().numpy()
+                diff = (l_flip - l_seen).view(rows.shape[0], nk)
+                block[:, k0:k0 + nk] = diff.double().cpu().numpy()
                 bar.update(1)
             yield rows, block
     finally:

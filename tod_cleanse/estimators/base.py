@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from ..influence import iter_influence_blocks, pair_batches
+from ..influence import iter_influence_blocks
 from ..layers import tod_context, tod_modules
 from ..masks import keys_to_int64
 
@@ -175,7 +175,9 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
         if self.mask_groups is not None and (
             not isinstance(self.mask_groups, int | np.integer) or self.mask_groups < 2
         ):
-            raise ValueError(f"mask_groups must be None or an integer >= 2, got {self.mask_groups!r}.")
+            raise ValueError(
+                f"mask_groups must be None or an integer >= 2, got {self.mask_groups!r}."
+            )
 
     def _encode_y(self, y: Any, n_rows: int, *, fitting: bool, name: str = "y") -> np.ndarray:
         if y is None:
@@ -605,4 +607,5 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
 
 
 def _is_pandas_categorical(y: Any) -> bool:
-    return type(y).__name__ in ("Series", "Categorical") and str(getattr(y, "dtype", "")) == "category"
+    is_pandas = type(y).__name__ in ("Series", "Categorical")
+    return is_pandas and str(getattr(y, "dtype", "")) == "category"

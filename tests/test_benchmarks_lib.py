@@ -1,0 +1,83 @@
+"""The benchmark helpers (examples/benchmarks/bench_lib.py) and the training mask cache."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tod_cleanse import ToDMLPClassifier
+from tod_cleanse.layers import TurnOverDropout
+from tod_cleanse.masks import key_mask
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "benchmarks"))
+bl = pytest.importorskip("bench_lib")
+
+
+@pytest.mark.parametrize("n_groups", [None, 8])
+def test_mask_cache_gives_the_hashed_masks(n_groups):
+    layer = TurnOverDropout(p=0.3, layer_seed=2, seed=5, n_groups=n_groups)
+    keys = torch.tensor([5, 99, 3, 10**12, -7])
+    layer.cache_masks(keys)
+    batch = torch.tensor([99, -7, 5])
+    for flipped in (False, True):
+        want = key_mask(batch, 33, 0.3, 2, 5, n_groups)
+        assert torch.equal(layer.mask(batch, 33, flipped), ~want if flipped else want)
+    # a key outside the cache falls back to hashing
+    other = torch.tensor([5, 4])
+    assert torch.equal(layer.mask(other, 33, False), key_mask(other, 33, 0.3, 2, 5, n_groups))
+    layer.cache_masks(None)
+    assert layer._cache is None
+
+
+def test_fit_clears_the_mask_cache_and_matches_uncached_training():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 5)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    est = ToDMLPClassifier(hidden_layer_sizes=(16,), max_epochs=2, random_state=0,
+                           verbose=0).fit(X, y)
+    layers = [m for m in est.module_.modules() if isinstance(m, TurnOverDropout)]
+    assert layers and all(m._cache is None for m in layers)
+    # same training without the cache: identical weights (the cache only saves hashing)
+    orig = TurnOverDropout.cache_masks
+    try:
+        TurnOverDropout.cache_masks = lambda self, keys, max_entries=0: orig(self, keys, 0)
+        ref = ToDMLPClassifier(hidden_layer_sizes=(16,), max_epochs=2, random_state=0,
+                               verbose=0).fit(X, y)
+    finally:
+        TurnOverDropout.cache_masks = orig
+    for a, b in zip(est.module_.parameters(), ref.module_.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_inject_noise_flips_exactly_the_requested_rows():
+    y = np.repeat(np.arange(10), 30)
+    yu, fu = bl.inject_noise(y, 0.2, "uniform", "digits", seed=1)
+    assert fu.sum() == 60 and np.all(yu[fu] != y[fu]) and np.all(yu[~fu] == y[~fu])
+    yc, fc = bl.inject_noise(y, 0.2, "class", "digits", seed=1)
+    assert fc.sum() == 60
+    partner = bl.CONFUSABLE["digits"]
+    assert all(yc[i] == partner[y[i]] for i in np.flatnonzero(fc))
+    again, _ = bl.inject_noise(y, 0.2, "uniform", "digits", seed=1)
+    assert np.array_equal(again, yu)
+
+
+def test_aum_hook_and_metrics_find_flipped_rows():
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(-2, 1, (100, 4)), rng.normal(2, 1, (100, 4))])
+    y = np.repeat([0, 1], 100)
+    flipped = np.zeros(200, bool)
+    flipped[rng.choice(200, 20, replace=False)] = True
+    y_noisy = np.where(flipped, 1 - y, y)
+    est = bl.bench_class(ToDMLPClassifier(hidden_layer_sizes=(32,), max_epochs=10,
+                                          random_state=0, verbose=0))
+    est.fit(X.astype(np.float32), y_noisy)
+    assert est.aum_.shape == (200,)
+    assert est.train_time_[0] > 0 and est.score_time_[0] > 0
+    m = bl.detection_metrics(est.aum_, flipped)
+    assert m["auroc"] > 0.9 and 0 <= m["p_at_k"] <= 1
+    keep = bl.drop_lowest(est.aum_, 20)
+    assert (~keep).sum() == 20
