@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import numbers
+import sys
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils import _safe_indexing
+from sklearn.utils._available_if import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from .estimators.base import BaseToDClassifier
@@ -215,6 +217,27 @@ class ToDCleanser(BaseEstimator):
         self.fit(X, y, **fit_params)
         return _safe_indexing(X, self.sample_indices_), _safe_indexing(y, self.sample_indices_)
 
+    def _fit_transform_visible(self) -> bool:
+        """Hide ``fit_transform`` from imbalanced-learn's ``Pipeline._fit`` only.
+
+        imbalanced-learn (0.12+) routes an intermediate step through
+        ``fit_transform`` whenever it has one, *before* trying ``fit_resample``,
+        which would keep every label and break the X/y alignment. sklearn's
+        ``Pipeline.fit_transform`` needs ``fit_transform`` on its final step. A
+        cleaning step has to serve both, so the attribute is reported missing when
+        (and only when) imbalanced-learn's pipeline asks for it.
+        """
+        frame = sys._getframe(1)
+        for _ in range(8):
+            if frame is None:
+                break
+            module = frame.f_globals.get("__name__", "")
+            if module.startswith("imblearn.") and frame.f_code.co_name == "_fit":
+                return False
+            frame = frame.f_back
+        return True
+
+    @available_if(_fit_transform_visible)
     def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> Any:
         """Fit, then return the kept rows of ``X`` (final step of a sklearn Pipeline).
 
