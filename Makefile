@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(VENV)/bin/tod-cleanse demo
 
 test: $(STAMP)
-	$(PY) -m pytest tests --doctest-modules --pyargs tod_cleanse -q
+	$(PY) -m pytest tests --doctest-modules --pyargs tod_cleanse tod_cleanse.adapters -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check tod_cleanse adapters tests examples

@@ -127,7 +127,7 @@ def _rank_and_flag(
     so that one training run serves every method; a test checks that it agrees
     with ``ToDCleanser.issues_``.
     """
-    if drop_fraction == "auto" and count_proba is None:
+    if threshold is None and drop_fraction == "auto" and count_proba is None:
         raise ValueError(
             "drop_fraction='auto' needs out-of-sample probabilities (pred_probs= or "
             "estimator=); pass drop_fraction=<float> or threshold=<float> instead."

@@ -91,6 +91,10 @@ def removal_test(split: bl.Split, est, n_targets: int, seeds: tuple[int, ...],
     t1 = time.perf_counter()
     tod = model.score_influence(Xt, yt)
     t2 = time.perf_counter()
+    # Mask-centred ToD influence: subtract each training row's mean influence on a
+    # reference set (the validation rows), which removes the part of I(z_t, z_i) that
+    # only says "the seen sub-network of z_i is a better network overall".
+    tod_c = tod - model.score_influence(split.X_val, split.y_val, reduce="mean")[None, :]
     trac = tracin_scores(model, Xt, yt, X, y)
     t3 = time.perf_counter()
     base = np.mean([target_loss(clone(est).set_params(random_state=100 + s).fit(X, y), Xt, yt)
@@ -100,10 +104,11 @@ def removal_test(split: bl.Split, est, n_targets: int, seeds: tuple[int, ...],
            "base_loss": float(base.mean()), "k": {}}
     for frac in fracs:
         k = max(1, int(round(frac * len(y))))
-        rows = {"ToD influence": [], "TracIn": [], "random": []}
+        rows = {"ToD influence": [], "ToD influence, mask-centred": [], "TracIn": [],
+                "random": []}
         for a in range(n_targets):
-            for name, s in (("ToD influence", tod[a]), ("TracIn", trac[a]),
-                            ("random", rng.random(len(y)))):
+            for name, s in (("ToD influence", tod[a]), ("ToD influence, mask-centred", tod_c[a]),
+                            ("TracIn", trac[a]), ("random", rng.random(len(y)))):
                 keep = np.ones(len(y), bool)
                 keep[np.argsort(-s, kind="stable")[:k]] = False  # most helpful rows
                 loss = np.mean([target_loss(clone(est).set_params(random_state=100 + sd)
@@ -114,7 +119,7 @@ def removal_test(split: bl.Split, est, n_targets: int, seeds: tuple[int, ...],
                                                   "median_increase": float(np.median(v)),
                                                   "per_target": v} for n, v in rows.items()}}
         print(f"  removal k={k}: " + ", ".join(
-            f"{n} +{np.mean(v):.3f}" for n, v in rows.items()), flush=True)
+            f"{n} {np.mean(v):+.3f}" for n, v in rows.items()), flush=True)
     return res
 
 
@@ -124,7 +129,9 @@ def loo_test(split: bl.Split, est, n_train: int, n_targets: int, n_cand: int,
     rng = np.random.default_rng(1)
     targets = rng.choice(len(split.y_test), n_targets, replace=False)
     out = {"n_train": n_train, "n_candidates": n_cand, "n_targets": n_targets,
-           "seeds": len(seeds), "spearman": {"ToD influence": [], "TracIn": []}}
+           "seeds": len(seeds),
+           "spearman": {"ToD influence": [], "ToD influence, mask-centred": [], "TracIn": []}}
+    Xr, yr = split.X_val, split.y_val
     full = {s: clone(est).set_params(random_state=200 + s).fit(X, y) for s in seeds}
     for t in targets:
         xt, yt = split.X_test[t:t + 1], split.y_test[t:t + 1]
@@ -138,12 +145,15 @@ def loo_test(split: bl.Split, est, n_train: int, n_targets: int, n_cand: int,
                 m = clone(est).set_params(random_state=200 + s).fit(X[keep], y[keep])
                 actual[j] += (target_loss(m, xt, yt)[0] - base) / len(seeds)
         tod = np.mean([full[s].score_influence(xt, yt)[0, cand] for s in seeds], axis=0)
+        ref = np.mean([full[s].score_influence(Xr, yr, reduce="mean")[cand] for s in seeds],
+                      axis=0)
         trac = np.mean([tracin_scores(full[s], xt, yt, X[cand], y[cand])[0] for s in seeds],
                        axis=0)
-        for name, sc in (("ToD influence", tod), ("TracIn", trac)):
+        for name, sc in (("ToD influence", tod), ("ToD influence, mask-centred", tod - ref),
+                         ("TracIn", trac)):
             out["spearman"][name].append(float(spearmanr(sc, actual).statistic))
-        print(f"  LOO target {t}: spearman ToD {out['spearman']['ToD influence'][-1]:+.3f}, "
-              f"TracIn {out['spearman']['TracIn'][-1]:+.3f}", flush=True)
+        print(f"  LOO target {t}: spearman " + ", ".join(
+            f"{n} {v[-1]:+.3f}" for n, v in out["spearman"].items()), flush=True)
     out["mean"] = {n: float(np.nanmean(v)) for n, v in out["spearman"].items()}
     return out
 
@@ -154,11 +164,13 @@ def to_markdown(res: dict) -> str:
              f"{r['n_targets']} test targets drawn among the 20% hardest, retrained with "
              f"{r['seeds']} seeds; mean rise of "
              f"the target's loss over its loss with all rows, {r['base_loss']:.3f})\n",
-             "| rows removed | k | ToD influence | TracIn | random |", "|---|---|---|---|---|"]
+             "| rows removed | k | ToD influence | ToD, mask-centred | TracIn | random |",
+             "|---|---|---|---|---|---|"]
     for name, v in r["k"].items():
         lines.append(f"| top {name} most helpful | {v['k']} | "
-                     + " | ".join(f"+{v[n]['mean_increase']:.3f}"
-                                  for n in ("ToD influence", "TracIn", "random")) + " |")
+                     + " | ".join(f"{v[n]['mean_increase']:+.3f}"
+                                  for n in ("ToD influence", "ToD influence, mask-centred",
+                                            "TracIn", "random")) + " |")
     lines += ["", f"Scoring cost: ToD influence {r['time_tod_scores']:.2f}s, TracIn "
               f"{r['time_tracin']:.2f}s (one training run: {r['time_fit']:.1f}s).", "",
               f"**Leave-one-out** ({lo['n_train']} training rows, MLP {res['loo_params']}; "

@@ -170,7 +170,10 @@ def section(payload: dict, mode: str, faith: str | None) -> str:
                 "training rows that a method calls most helpful to a test target and "
                 "retrains, and correlates each method with actual leave-one-out retraining. "
                 "TracIn here is the gradient dot product at the final checkpoint "
-                "(`torch.func`).", "", faith]
+                "(`torch.func`). \"Mask-centred\" (benchmark only, not a package method) "
+                "subtracts from `I(z_t, z_i)` the mean influence of `z_i` on the validation "
+                "rows, removing the part that only says how good `z_i`'s own sub-network is "
+                "overall.", "", faith]
     return "\n".join(out).rstrip() + "\n"
 
 

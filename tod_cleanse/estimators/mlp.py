@@ -82,8 +82,8 @@ class ToDMLPClassifier(BaseToDClassifier):
     >>> from sklearn.datasets import load_iris
     >>> from tod_cleanse import ToDMLPClassifier
     >>> X, y = load_iris(return_X_y=True)
-    >>> clf = ToDMLPClassifier(hidden_layer_sizes=(32,), max_epochs=30, random_state=0,
-    ...                        verbose=0).fit(X, y)
+    >>> clf = ToDMLPClassifier(hidden_layer_sizes=(32,), max_epochs=30, lr=0.01,
+    ...                        random_state=0, verbose=0).fit(X, y)
     >>> clf.score(X, y) > 0.9
     True
     >>> clf.self_influence_.shape, clf.oos_proba_.shape
