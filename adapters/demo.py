@@ -136,8 +136,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=3,
                         help="retraining seeds averaged for test accuracy (3)")
     parser.add_argument("--cv", type=int, default=5, help="cleanlab CV folds (5)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (1: the demo's models are small, and "
+                             "one thread avoids oversubscribing shared cores)")
 
 
 def run(args: argparse.Namespace) -> int:

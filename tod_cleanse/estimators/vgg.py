@@ -226,6 +226,9 @@ class ToDVGGClassifier(BaseToDClassifier):
             arr = np.asarray(X)
         except ValueError as exc:
             raise ValueError(f"X must be an array of images: {exc}") from None
+        if arr.dtype.kind == "c" or (arr.dtype == object and any(
+                isinstance(v, complex) for v in arr.ravel()[:1000].tolist())):
+            raise ValueError("Complex data not supported: X must hold real pixel values.")
         if arr.dtype.kind not in "biuf":
             try:
                 arr = arr.astype(np.float32)
@@ -233,8 +236,6 @@ class ToDVGGClassifier(BaseToDClassifier):
                 raise ValueError(f"X must hold numbers only (pixel values): {exc}") from None
             except TypeError as exc:
                 raise TypeError(f"X must hold numbers only (pixel values): {exc}") from None
-        if arr.dtype.kind == "c":  # pragma: no cover - excluded above
-            raise ValueError("X must hold real pixel values, got complex numbers.")
         if arr.ndim == 0 or arr.shape[0] == 0:
             raise ValueError(f"X must hold at least one image, got shape {arr.shape}.")
         if arr.ndim == 1:
