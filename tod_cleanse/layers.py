@@ -173,7 +173,14 @@ class TurnOverDropout(nn.Module):
             table = cache["tables"].get((width, keys.device))
             if table is None:
                 ck = ck.to(keys.device)
-                table = key_mask(ck, width, self.p, self.layer_seed, self.seed, self.n_groups)
+                # Build it in chunks of ~1M entries: key_mask's int64 intermediates
+                # are 8x the size of the bool table it returns.
+                step = max(1, 2**20 // max(width, 1))
+                table = torch.cat([
+                    key_mask(ck[i:i + step], width, self.p, self.layer_seed, self.seed,
+                             self.n_groups)
+                    for i in range(0, ck.numel(), step)
+                ])
                 cache["tables"][(width, keys.device)] = table
             ck = ck.to(keys.device)
             pos = torch.searchsorted(ck, keys).clamp_(max=ck.numel() - 1)

@@ -497,16 +497,24 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
         n_t = self._n_rows(inputs)
         y_enc = self._encode_y(y_t, n_t, fitting=False, name="y_t")
         self.module_.eval()
-        yield from iter_influence_blocks(
-            trunk=lambda idx: self._trunk(self._batch(inputs, idx)),
-            head=self._head_logits,
-            repeat=_repeat_rows,
-            y_targets=y_enc,
-            train_keys=self.train_keys_,
-            pairs_per_batch=self._score_batch_size(),
-            device=self.device_,
-            verbose=bool(self.verbose),
-        )
+        # Every block of targets meets the same training masks: hash them once.
+        tod_layers = tod_modules(self.module_)
+        for layer in tod_layers:
+            layer.cache_masks(torch.as_tensor(self.train_keys_, device=self.device_))
+        try:
+            yield from iter_influence_blocks(
+                trunk=lambda idx: self._trunk(self._batch(inputs, idx)),
+                head=self._head_logits,
+                repeat=_repeat_rows,
+                y_targets=y_enc,
+                train_keys=self.train_keys_,
+                pairs_per_batch=self._score_batch_size(),
+                device=self.device_,
+                verbose=bool(self.verbose),
+            )
+        finally:
+            for layer in tod_layers:
+                layer.cache_masks(None)
 
     def score_influence(self, X_t: Any, y_t: Any, reduce: str | None = None) -> np.ndarray:
         """Influence of every training instance on every target.
