@@ -71,6 +71,8 @@ def load_wordnet_split(n_train: int = 5_000, n_val: int = 500, n_test: int = 5_0
     perm = rng.permutation(len(y))
     a, b, c = n_train, n_train + n_val, n_train + n_val + n_test
     tr, va, te = perm[:a], perm[a:b], perm[b:c]
+    seen = np.isin(y, np.unique(y[tr]))  # a rare class may miss the training sample
+    va, te = va[seen[va]], te[seen[te]]
     return Split("wordnet", X[tr], y[tr], X[va], y[va], X[te], y[te])
 
 

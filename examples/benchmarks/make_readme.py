@@ -111,7 +111,8 @@ def section(payload: dict, mode: str, faith: str | None) -> str:
         "+ Fashion-MNIST (3,000 rows, 20%); < 20 min on 2 cores",
         ".venv/bin/python examples/benchmarks/run.py           # every cell (Fashion-MNIST "
         "10,000 rows with MLP and VGG, WordNet glosses with MiniLM BERT)",
-        ".venv/bin/python examples/benchmarks/faithfulness.py  # influence vs retraining",
+        ".venv/bin/python examples/benchmarks/faithfulness.py --quick  # influence vs "
+        "retraining (shown; without --quick: 10 removal and 4 LOO targets)",
         ".venv/bin/python examples/benchmarks/make_readme.py   # this section",
         "```",
         "",
