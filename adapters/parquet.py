@@ -536,6 +536,7 @@ def clean_parquet(
     seed: int = 0,
     overwrite: bool = False,
     progress: bool = True,
+    report: bool = False,
 ) -> dict[str, Any]:
     """Clean a Parquet dataset into ``out/kept``, ``out/dropped`` and an issue table.
 
@@ -594,6 +595,11 @@ def clean_parquet(
         Replace ``out`` if it is a previous tod-cleanse output.
     progress : bool, default=True
         Show progress bars.
+    report : bool, default=False
+        Also write ``out/report.html`` (and its PNG figures in ``out/report_figures/``)
+        with :func:`tod_cleanse.report.write_report`: the trained rows the cleanser
+        flagged, ranked, with their content. Untrained rows (above
+        ``max_train_rows``) are in ``issues.parquet`` but not in the report.
 
     Returns
     -------
@@ -787,11 +793,13 @@ def clean_parquet(
     cleanser = ToDCleanser(estimator=estimator, method=method, drop_fraction=drop_fraction,
                            threshold=threshold, eval_set=eval_set)
     logger.info("training %s on %d of %d rows", type(estimator).__name__, m, n)
+    X_est = _to_estimator(kind, X_train)
     try:
-        cleanser.fit(_to_estimator(kind, X_train), y_train, instance_keys=keys[train_pos])
+        cleanser.fit(X_est, y_train, instance_keys=keys[train_pos])
     except (TypeError, ValueError) as exc:
         _fail(f"training on {src.path} failed: {exc}")
-    del X_train, y_train
+    report_data = (X_est, y_train) if report else None
+    del X_train, X_est, y_train
     est = cleanser.estimator_
     est_index = {c: i for i, c in enumerate(est.classes_.tolist())}
     global_to_est = np.array([est_index[c] for c in classes_np.tolist()], dtype=np.int64)
@@ -952,6 +960,18 @@ def clean_parquet(
             },
             "timings_s": timings,
         }
+        if report_data is not None:
+            from tod_cleanse.report import write_report
+
+            X_rep, y_rep = report_data
+            named = kind == "features" and np.ndim(X_rep) == 2 and X_rep.shape[1] == len(columns)
+            write_report(cleanser, X_rep, y_rep, tmp / "report.html",
+                         instance_keys=cleanser.estimator_.instance_keys_,
+                         feature_names=columns if named else None,
+                         figures_dir=tmp / "report_figures",
+                         title=f"tod-cleanse clean {src.path}")
+            summary["report"] = "report.html"
+            t = lap("report", t)
         timings["total"] = round(time.perf_counter() - t_start, 3)
         with open(tmp / "summary.json", "w", encoding="utf-8") as fh:
             json.dump(summary, fh, indent=2)
@@ -1154,6 +1174,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", help="output folder (new or empty)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace DIR if it is a previous tod-cleanse output")
+    parser.add_argument("--report", action="store_true",
+                        help="also write DIR/report.html (tod_cleanse.write_report) on the "
+                             "trained rows")
     parser.add_argument("--model", choices=MODELS,
                         help="estimator (default: mlp for --features, bert for --text, vgg for "
                         "--image)")
@@ -1214,7 +1237,7 @@ def run(args: argparse.Namespace) -> int:
             method=args.method, drop_fraction=args.drop_fraction, threshold=args.threshold,
             eval_path=args.eval_path, max_train_rows=args.max_train_rows,
             batch_rows=args.batch_rows, seed=args.seed, overwrite=args.overwrite,
-            progress=progress,
+            progress=progress, report=args.report,
         )
     except (CleanParquetError, PartitionCheckError, ValueError, TypeError, OSError) as exc:
         logger.debug("clean failed", exc_info=True)

@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (1 is fastest for this small MLP on a "
                              "busy machine)")
-    parser.add_argument("--plot", default="compare_cleanlab_digits.png")
+    parser.add_argument("--plot", default="build/compare_cleanlab_digits.png")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

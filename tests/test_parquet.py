@@ -505,3 +505,17 @@ def test_text_column_goes_to_bert(tmp_path):
     assert summary["counts"] == {**summary["counts"], "kept": 36, "dropped": 4}
     kept = pq.read_table(tmp_path / "out" / "kept" / "texts.parquet")
     assert set(kept["text"].to_pylist()) <= set(texts)
+
+
+def test_report_beside_the_outputs(tmp_path):
+    src = tmp_path / "in.parquet"
+    pq.write_table(make_table(), src)
+    summary = clean(src, tmp_path / "out", report=True)
+    html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert summary["report"] == "report.html"
+    assert sorted(os.listdir(tmp_path / "out" / "report_figures"))
+    issues = pq.read_table(tmp_path / "out" / "issues.parquet").to_pandas()
+    for key in issues.loc[issues["is_issue"], "id"]:
+        assert f">{key}<" in html  # every dropped row is listed by its key
+    assert "http://" not in html and "https://" not in html
+    assert not leftovers(tmp_path)
