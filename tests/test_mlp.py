@@ -205,15 +205,7 @@ def test_bad_parameters_and_targets():
 CHECK_PARAMS = dict(hidden_layer_sizes=(32,), max_epochs=25, batch_size=16, lr=0.01,
                     verbose=0, random_state=0)
 
-EXPECTED_FAILED_CHECKS = {
-    # Float32 training: predictions on a subset equal those on the full batch only up to
-    # float rounding of batched matrix products (differences ~1e-7), not bit-for-bit.
-}
-
-
-@parametrize_with_checks(
-    [ToDMLPClassifier(**CHECK_PARAMS)],
-    expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
-)
+# Every check applies to a numeric-feature classifier and passes: no expected failures.
+@parametrize_with_checks([ToDMLPClassifier(**CHECK_PARAMS)])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
