@@ -16,9 +16,9 @@ from cleanlab.rank import get_label_quality_scores
 from sklearn.base import clone
 from sklearn.datasets import make_blobs
 from sklearn.exceptions import NotFittedError
-from tod_cleanse.adapters import cleanlab as tcl
 
 from tod_cleanse import ToDCleanser, ToDMLPClassifier
+from tod_cleanse.adapters import cleanlab as tcl
 from tod_cleanse.cli import main
 from tod_cleanse.scores import DEFAULT_METHOD, METHODS, cleansing_scores
 

@@ -11,6 +11,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+
+from tod_cleanse import ToDMLPClassifier
 from tod_cleanse.adapters import parquet as pqa
 from tod_cleanse.adapters.parquet import (
     ROW_COLUMN,
@@ -20,8 +22,6 @@ from tod_cleanse.adapters.parquet import (
     export_demo,
     key_checksum,
 )
-
-from tod_cleanse import ToDMLPClassifier
 from tod_cleanse.cli import main
 
 N = 200

@@ -50,7 +50,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = next((a for a in (argv or []) if a in COMMANDS), None)
     for name, (module_name, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        # argparse %-formats help strings: escape the "%" of "10% ..."
+        p = sub.add_parser(name, help=help_text.replace("%", "%%"), description=help_text)
         if name == chosen:
             importlib.import_module(module_name).add_arguments(p)
     return parser
