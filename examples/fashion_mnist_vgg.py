@@ -18,8 +18,6 @@ times of training and of scoring.
 from __future__ import annotations
 
 import argparse
-import gzip
-import os
 import sys
 import time
 
@@ -28,28 +26,11 @@ import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from tod_cleanse import ToDVGGClassifier
+from tod_cleanse.datasets import fashion_mnist_available, load_fashion_mnist
 
-DATA_DIR = "/usr/share/datasets/fashion-mnist"
 INSTALL = "sudo apt-get install -y dataset-fashion-mnist"
-CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-           "Sneaker", "Bag", "Ankle boot"]
 # Class-conditional noise: each class flips to a confusable one.
 CONFUSABLE = {0: 6, 6: 0, 2: 4, 4: 2, 7: 9, 9: 7, 3: 0, 1: 3, 5: 7, 8: 2}
-
-
-def read_idx(path: str) -> np.ndarray:
-    with gzip.open(path, "rb") as fh:
-        data = fh.read()
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
-def load(split: str) -> tuple[np.ndarray, np.ndarray]:
-    prefix = "train" if split == "train" else "t10k"
-    X = read_idx(os.path.join(DATA_DIR, f"{prefix}-images-idx3-ubyte.gz"))
-    y = read_idx(os.path.join(DATA_DIR, f"{prefix}-labels-idx1-ubyte.gz"))
-    return X, y.astype(np.int64)
 
 
 def inject_noise(y: np.ndarray, rate: float, kind: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -81,12 +62,12 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    if not os.path.isfile(os.path.join(DATA_DIR, "train-images-idx3-ubyte.gz")):
-        print(f"SKIP: Fashion-MNIST not found in {DATA_DIR}. Install it with:\n  {INSTALL}")
+    if not fashion_mnist_available():
+        print(f"SKIP: Fashion-MNIST not found. Install it with:\n  {INSTALL}")
         return 0
     torch.set_num_threads(args.threads)
-    X_all, y_all = load("train")
-    X_test, y_test = load("test")
+    X_all, y_all = load_fashion_mnist("train")  # uint8 (60000, 28, 28), int64 labels
+    X_test, y_test = load_fashion_mnist("test")
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(X_all.shape[0])
     tr, ev = order[:args.n_train], order[args.n_train:args.n_train + args.n_eval]

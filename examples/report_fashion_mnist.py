@@ -19,7 +19,6 @@ chromium``) into a 1200x1600 PNG of the top of the report, plus
 from __future__ import annotations
 
 import argparse
-import gzip
 import shutil
 import subprocess
 import sys
@@ -31,19 +30,9 @@ import numpy as np
 import torch
 
 from tod_cleanse import ToDCleanser, ToDMLPClassifier, write_report
+from tod_cleanse.datasets import FASHION_MNIST_CLASSES, fashion_mnist_dir, load_fashion_mnist
 
-DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
-CLASSES = np.array(["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                    "Sneaker", "Bag", "Ankle boot"])
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """Read a gzipped IDX file (the MNIST format) into an array."""
-    with gzip.open(path, "rb") as fh:
-        data = fh.read()
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+CLASSES = np.array(FASHION_MNIST_CLASSES)
 
 
 def flip_labels(y: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -81,7 +70,7 @@ def section_crop(tall: Path, out: Path, section: int, height: int = 1400) -> Non
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    parser.add_argument("--data-dir", type=Path, default=fashion_mnist_dir())
     parser.add_argument("--n-train", type=int, default=3000)
     parser.add_argument("--n-test", type=int, default=1000)
     parser.add_argument("--noise", type=float, default=0.1)
@@ -93,19 +82,14 @@ def main() -> int:
     parser.add_argument("--screenshot", type=Path, default=None)
     args = parser.parse_args()
 
-    files = {name: args.data_dir / f"{name}-ubyte.gz" for name in (
-        "train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1")}
-    missing = [str(p) for p in files.values() if not p.exists()]
-    if missing:
-        print(f"Fashion-MNIST not found ({missing[0]}); run: apt-get install -y "
-              "dataset-fashion-mnist", file=sys.stderr)
+    try:
+        train_x, train_y = load_fashion_mnist("train", args.data_dir)
+        test_x, test_y = load_fashion_mnist("test", args.data_dir)
+    except FileNotFoundError as exc:
+        print(exc, file=sys.stderr)
         return 1
     torch.set_num_threads(2)
     rng = np.random.default_rng(args.seed)
-    train_x = read_idx(files["train-images-idx3"])
-    train_y = read_idx(files["train-labels-idx1"])
-    test_x = read_idx(files["t10k-images-idx3"])
-    test_y = read_idx(files["t10k-labels-idx1"])
     tr = np.sort(rng.choice(len(train_y), args.n_train, replace=False))
     te = np.sort(rng.choice(len(test_y), args.n_test, replace=False))
     X = train_x[tr].reshape(len(tr), -1).astype(np.float32) / 255.0

