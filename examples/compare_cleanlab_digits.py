@@ -19,14 +19,14 @@ import argparse
 import time
 
 import torch
+
+from tod_cleanse import ToDMLPClassifier
 from tod_cleanse.adapters.cleanlab import (
     compare_finders,
     format_comparison,
     noisy_digits,
     tod_pred_probs,
 )
-
-from tod_cleanse import ToDMLPClassifier
 
 
 def main() -> None:

@@ -72,9 +72,8 @@ def worker(data: Path, out: Path, max_train_rows: int, epochs: int) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from tod_cleanse.adapters.parquet import clean_parquet
-
     from tod_cleanse import ToDMLPClassifier
+    from tod_cleanse.adapters.parquet import clean_parquet
 
     peak = {"rss": _rss_bytes()}
     stop = threading.Event()
