@@ -51,12 +51,12 @@ def report(name: str, score: np.ndarray, flipped: np.ndarray) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n-train", type=int, default=3000)
+    ap.add_argument("--n-train", type=int, default=10_000)
     ap.add_argument("--n-eval", type=int, default=200, help="clean rows for score_influence")
     ap.add_argument("--n-test", type=int, default=1000)
     ap.add_argument("--noise", choices=["uniform", "confusable", "both"], default="both")
     ap.add_argument("--rate", type=float, default=0.2)
-    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--width", type=float, default=0.125, help="width_multiplier")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -99,6 +99,8 @@ def main() -> int:
         report("self-influence (high = suspect)", clf.self_influence_, flipped)
         report("1 - out-of-sample p(given label)", 1 - oos_given, flipped)
         report("-(influence on clean eval set, summed)", -infl.sum(axis=0), flipped)
+        full_given = clf.train_proba_[np.arange(y_noisy.size), y_noisy]
+        report("1 - full-network p(given label) (default)", 1 - full_given, flipped)
     return 0
 
 
