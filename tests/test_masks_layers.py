@@ -160,3 +160,13 @@ def test_insert_tod_replaces_dropout_with_distinct_layer_seeds():
     assert [m.layer_seed for m in mods] == [0, 1]
     assert all(m.p == 0.4 and m.seed == 3 for m in mods)
     assert not any(isinstance(m, nn.Dropout) for m in net.modules())
+
+
+def test_mask_groups_come_in_complementary_pairs():
+    """With groups, a flipped sub-network is the seen sub-network of the partner group."""
+    keys = torch.arange(2000)
+    m = key_mask(keys, 128, 0.5, layer_seed=2, n_groups=6)
+    masks = {tuple(row.tolist()) for row in torch.unique(m, dim=0)}
+    assert len(masks) == 6
+    for row in masks:
+        assert tuple(not v for v in row) in masks
