@@ -103,6 +103,12 @@ def confident_joint_issues(proba: np.ndarray, labels: np.ndarray) -> np.ndarray:
     >>> confident_joint_issues(proba, np.array([0, 0, 1, 1])).tolist()
     [False, False, False, True]
     """
+    has_confident, assigned = _confident_classes(proba, labels)
+    return has_confident & (assigned != np.asarray(labels, dtype=np.int64))
+
+
+def _confident_classes(proba: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: whether some class is confident (``p(j|x) >= t_j``), and the most probable one."""
     proba = np.asarray(proba, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     k = proba.shape[1]
@@ -112,9 +118,7 @@ def confident_joint_issues(proba: np.ndarray, labels: np.ndarray) -> np.ndarray:
         if rows.any():
             thresholds[j] = proba[rows, j].mean()
     confident = np.where(proba >= thresholds[None, :] - 1e-12, proba, -np.inf)
-    has_confident = np.isfinite(confident).any(axis=1)
-    assigned = confident.argmax(axis=1)
-    return has_confident & (assigned != labels)
+    return np.isfinite(confident).any(axis=1), confident.argmax(axis=1)
 
 
 def estimate_issue_count(proba: np.ndarray, labels: np.ndarray) -> int:
@@ -138,18 +142,12 @@ def estimate_issue_count(proba: np.ndarray, labels: np.ndarray) -> int:
     >>> estimate_issue_count(proba, np.array([0, 0, 1, 1]))
     1
     """
-    proba = np.asarray(proba, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
-    k = proba.shape[1]
-    thresholds = np.full(k, np.inf)
+    k = np.shape(proba)[1]
     n_per_label = np.bincount(labels, minlength=k)
-    for j in range(k):
-        if n_per_label[j]:
-            thresholds[j] = proba[labels == j, j].mean()
-    confident = np.where(proba >= thresholds[None, :] - 1e-12, proba, -np.inf)
-    has_confident = np.isfinite(confident).any(axis=1)
+    has_confident, assigned = _confident_classes(proba, labels)
     joint = np.zeros((k, k))
-    np.add.at(joint, (labels[has_confident], confident[has_confident].argmax(axis=1)), 1.0)
+    np.add.at(joint, (labels[has_confident], assigned[has_confident]), 1.0)
     joint = joint / np.maximum(joint.sum(axis=1, keepdims=True), 1.0) * n_per_label[:, None]
     return int(round(joint.sum() - np.trace(joint)))
 
