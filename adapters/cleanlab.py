@@ -53,12 +53,11 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import check_is_fitted
 
-from tod_cleanse.cleanser import ToDCleanser
+from tod_cleanse.cleanser import ToDCleanser, fitted_scores
 from tod_cleanse.estimators.base import BaseToDClassifier
 from tod_cleanse.scores import (
     DEFAULT_METHOD,
     METHODS,
-    cleansing_scores,
     estimate_issue_count,
     flag_issues,
 )
@@ -154,21 +153,6 @@ def _check_fitted_tod(estimator: Any, what: str) -> BaseToDClassifier:
     if not hasattr(est, "oos_proba_"):
         raise ValueError(f"{what}: estimator has no oos_proba_ (was it fitted with turn_over?).")
     return est
-
-
-def _method_scores(
-    est: BaseToDClassifier, method: str, eval_influence: np.ndarray | None = None
-) -> np.ndarray:
-    """``scores.cleansing_scores`` from a fitted estimator (the one scoring path)."""
-    return cleansing_scores(
-        method,
-        est.y_train_,
-        oos_proba=est.oos_proba_,
-        seen_proba=est.seen_proba_,
-        full_proba=est.train_proba_,
-        self_influence=est.self_influence_,
-        eval_influence=eval_influence,
-    )
 
 
 def _check_scores(scores: Any, n: int, name: str = "scores") -> np.ndarray:
@@ -577,11 +561,7 @@ class ToDInfluenceIssueManager(IssueManager):
             predicted = None if proba is None else class_names[np.argmax(proba, axis=1)]
         elif cfg["fitted"]:
             estimator = cfg["estimator"]
-            eval_influence = None
-            if cfg["method"] == "eval_influence":
-                X_val, y_val = cfg["eval_set"]
-                eval_influence = estimator.score_influence(X_val, y_val, reduce="sum")
-            scores = _method_scores(estimator, cfg["method"], eval_influence)
+            scores = fitted_scores(estimator, cfg["method"], cfg["eval_set"])
             rank, is_issue = _rank_and_flag(scores, cfg["method"], cfg["drop_fraction"],
                                              cfg["threshold"], estimator.train_proba_,
                                              estimator.y_train_)
@@ -870,10 +850,7 @@ def compare_finders(
     labels = est.y_train_
     for m in methods:
         t1 = time.perf_counter()
-        eval_inf = None
-        if m == "eval_influence":
-            eval_inf = est.score_influence(eval_set[0], eval_set[1], reduce="sum")
-        scores = _method_scores(est, m, eval_inf)
+        scores = fitted_scores(est, m, eval_set)
         _, is_issue = _rank_and_flag(scores, m, drop_fraction, None, est.train_proba_, labels)
         name = f"tod:{m}"
         flagged[name], harm[name] = is_issue, -scores

@@ -19,7 +19,47 @@ from .scores import DEFAULT_METHOD, METHODS, cleansing_scores, estimate_issue_co
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ToDCleanser"]
+__all__ = ["ToDCleanser", "fitted_scores"]
+
+
+def fitted_scores(estimator: BaseToDClassifier, method: str,
+                  eval_set: tuple[Any, Any] | None = None) -> np.ndarray:
+    """Signed cleansing scores of ``method`` for the training rows of a fitted ToD estimator.
+
+    The one place that turns a fitted estimator's attributes (and, for
+    ``"eval_influence"``, its summed influence on ``eval_set``) into
+    :func:`~tod_cleanse.scores.cleansing_scores`; :class:`ToDCleanser` and the
+    cleanlab plug-in both call it.
+
+    Parameters
+    ----------
+    estimator : BaseToDClassifier
+        Fitted, with ``turn_over=True``.
+    method : str
+        One of :data:`tod_cleanse.scores.METHODS`.
+    eval_set : tuple (X_val, y_val), optional
+        Required by ``"eval_influence"``.
+
+    Returns
+    -------
+    ndarray of shape (n_train,)
+        More negative = more harmful.
+    """
+    eval_influence = None
+    if method == "eval_influence":
+        if eval_set is None:
+            raise ValueError("method='eval_influence' needs eval_set=(X_val, y_val).")
+        X_val, y_val = eval_set
+        eval_influence = estimator.score_influence(X_val, y_val, reduce="sum")
+    return cleansing_scores(
+        method,
+        estimator.y_train_,
+        oos_proba=estimator.oos_proba_,
+        seen_proba=estimator.seen_proba_,
+        full_proba=estimator.train_proba_,
+        self_influence=estimator.self_influence_,
+        eval_influence=eval_influence,
+    )
 
 
 class ToDCleanser(BaseEstimator):
@@ -155,19 +195,7 @@ class ToDCleanser(BaseEstimator):
         self.estimator_ = est
         self.method_ = self.method
         labels = est.y_train_
-        eval_influence = None
-        if self.method == "eval_influence":
-            X_val, y_val = self.eval_set
-            eval_influence = est.score_influence(X_val, y_val, reduce="sum")
-        scores = cleansing_scores(
-            self.method,
-            labels,
-            oos_proba=est.oos_proba_,
-            seen_proba=est.seen_proba_,
-            full_proba=est.train_proba_,
-            self_influence=est.self_influence_,
-            eval_influence=eval_influence,
-        )
+        scores = fitted_scores(est, self.method, self.eval_set)
         n = labels.shape[0]
         rank, is_issue = flag_issues(
             scores,
