@@ -195,9 +195,15 @@ def full_subset_section(payload: dict) -> str:
     return (
         "\n### Full-suite cells run so far\n\n"
         f"`run.py` (full mode) results in `results/full/`: {names}. Not run yet: {missing} "
-        "(each needs `run.py --only <cell>`; the VGG and BERT cells take hours of CPU "
-        "time on 2 cores and are meant for a GPU machine). Same setup as above; the VGG "
-        "cells use `ToDVGGClassifier(width_multiplier=0.125, max_epochs=10)`.\n\n"
+        "(each needs `run.py --only <cell>`; on 2 CPU cores a VGG cell takes about 15 "
+        "minutes and a WordNet cell about an hour). Same setup as above, except: the VGG "
+        "cells use `ToDVGGClassifier(width_multiplier=0.125, max_epochs=10, optimizer='sgd', "
+        "lr=0.05)` (VGG11-BN at an eighth of the channels); the WordNet cells use "
+        "`ToDBertClassifier` on all-MiniLM-L6-v2 (`max_length=32, batch_size=16, lr=1e-4, "
+        "max_epochs=3`, ToD on the classification head) with 2,000 `\"lemma: definition\"` "
+        "training texts in 24 lexicographer classes. On the VGG and BERT cells only the "
+        "default and 5-fold cleanlab are retrained for the cleansing table "
+        "(`run.py --cleanse auto`), and the WordNet cells use 1 retraining seed.\n\n"
         + bl.markdown_tables(payload, LABELS) + "\n"
     )
 
