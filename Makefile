@@ -30,6 +30,17 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check tod_cleanse adapters tests examples
 
+# Benchmarks (the "Benchmarks" section of README.md is generated from their results): the quick subset takes
+# under 20 minutes on 2 cores; the full suite needs `make data` and hours of CPU.
+bench-quick: $(STAMP)
+	$(PY) examples/benchmarks/run.py --quick
+	$(PY) examples/benchmarks/faithfulness.py --quick
+	$(PY) examples/benchmarks/make_readme.py
+
+bench: $(STAMP)
+	$(PY) examples/benchmarks/run.py
+	$(PY) examples/benchmarks/make_readme.py
+
 # Debian data packages used by the examples and benchmarks (see ../shared/DATA.md).
 data:
 	apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist wordnet-base

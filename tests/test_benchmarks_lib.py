@@ -81,3 +81,39 @@ def test_aum_hook_and_metrics_find_flipped_rows():
     assert m["auroc"] > 0.9 and 0 <= m["p_at_k"] <= 1
     keep = bl.drop_lowest(est.aum_, 20)
     assert (~keep).sum() == 20
+
+
+def _fake_cell(name: str, cleanse: list[str], seeds: int = 3) -> dict:
+    methods = {m: {"ap": 0.5, "auroc": 0.5, "p_at_k": 0.5, "train_cpu": 1.0, "train_wall": 1.0,
+                   "score_cpu": 0.1, "score_wall": 0.1, "n_train_runs": 1}
+               for m in ("tod:full_likelihood", "cleanlab_tod", "loss_normal", "cleanlab_cv5")}
+    return {"name": name, "cell": {"rate": 0.2}, "seeds": seeds, "methods": methods,
+            "cleansing": {m: {"acc": 0.9, "std": 0.01} for m in cleanse}}
+
+
+def test_update_results_merges_cells_from_separate_writers(tmp_path):
+    run = pytest.importorskip("run")
+    path = tmp_path / "results.json"
+    run.update_results(path, "full", 1, cell=_fake_cell("a", ["no cleansing"]))
+    run.update_results(path, "full", 1, skipped=("b", "no data"))
+    run.update_results(path, "full", 1, cell=_fake_cell("c", ["no cleansing"]))
+    run.update_results(path, "full", 1, cell=_fake_cell("b", ["no cleansing"]))
+    import json
+
+    payload = json.loads(path.read_text())
+    assert [c["name"] for c in payload["cells"]] == ["a", "c", "b"]
+    assert payload["skipped"] == []  # b ran after it was skipped
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_markdown_tables_mark_methods_not_retrained_in_a_cell():
+    run = pytest.importorskip("run")
+    everything = ["no cleansing", "tod:full_likelihood", "cleanlab_cv5", "loss_normal"]
+    core = ["no cleansing", "tod:full_likelihood", "cleanlab_cv5"]
+    payload = {"default_method": "full_likelihood",
+               "cells": [_fake_cell("mlp", everything), _fake_cell("vgg", core, seeds=1)]}
+    text = bl.markdown_tables(payload, run.LABELS)
+    row = next(line for line in text.splitlines()
+               if line.startswith(f"| {run.LABELS['loss_normal']} |") and "±" in line)
+    assert row.endswith("| 0.9000 ± 0.0100 | – |")
+    assert "over 1 or 3 retraining seeds" in text
