@@ -117,3 +117,15 @@ def test_markdown_tables_mark_methods_not_retrained_in_a_cell():
                if line.startswith(f"| {run.LABELS['loss_normal']} |") and "±" in line)
     assert row.endswith("| 0.9000 ± 0.0100 | – |")
     assert "over 1 or 3 retraining seeds" in text
+
+
+def test_confusable_by_text_pairs_classes_with_shared_vocabulary():
+    texts = np.array(["red apple fruit", "green apple fruit", "ripe pear fruit",
+                      "sweet pear fruit", "fast car engine", "old car engine",
+                      "big truck engine", "new truck engine", "tall oak tree", "old oak tree"])
+    y = np.array([0, 0, 1, 1, 2, 2, 3, 3, 4, 4])
+    pairs = bl.confusable_by_text(texts, y)
+    assert pairs[0] == 1 and pairs[1] == 0 and pairs[2] == 3 and pairs[3] == 2
+    assert all(a != b for a, b in pairs.items())
+    y_noisy, flipped = bl.inject_noise(y, 0.4, "class", "text", pairs=pairs)
+    assert flipped.sum() == 4 and all(y_noisy[i] == pairs[y[i]] for i in np.flatnonzero(flipped))

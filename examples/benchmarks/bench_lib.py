@@ -118,12 +118,29 @@ def load_fashion_mnist_split(n_train: int = 10_000, n_val: int = 1_000, n_test: 
 
 
 # ----------------------------------------------------------------------- noise
+def confusable_by_text(texts: np.ndarray, y: np.ndarray) -> dict[int, int]:
+    """Each class -> the class whose TF-IDF centroid is most similar (cosine).
+
+    The class-conditional noise of the text cells, where no hand-made pairing like
+    :data:`CONFUSABLE` exists: computed on the training texts only.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    tfidf = TfidfVectorizer(min_df=2, stop_words="english").fit_transform(list(texts))
+    classes = np.unique(y)
+    cent = np.vstack([np.asarray(tfidf[y == c].mean(axis=0)) for c in classes])
+    cent /= np.linalg.norm(cent, axis=1, keepdims=True)
+    sim = cent @ cent.T
+    np.fill_diagonal(sim, -np.inf)
+    return {int(c): int(classes[j]) for c, j in zip(classes, sim.argmax(axis=1), strict=True)}
+
+
 def inject_noise(y: np.ndarray, rate: float, kind: str, dataset: str,
-                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                 seed: int = 0, pairs: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Flip exactly ``round(rate * n)`` labels; return ``(y_noisy, is_flipped)``.
 
     ``kind="uniform"``: to a uniformly drawn other class. ``kind="class"``: to the
-    class's confusable partner (:data:`CONFUSABLE`).
+    class's confusable partner (``pairs``, default :data:`CONFUSABLE` of ``dataset``).
     """
     rng = np.random.default_rng(10_000 + seed)
     n = len(y)
@@ -135,7 +152,7 @@ def inject_noise(y: np.ndarray, rate: float, kind: str, dataset: str,
             others = classes[classes != y[i]]
             y_noisy[i] = rng.choice(others)
     elif kind == "class":
-        partner = CONFUSABLE[dataset]
+        partner = CONFUSABLE[dataset] if pairs is None else pairs
         y_noisy[flip] = np.array([partner[int(v)] for v in y[flip]])
     else:
         raise ValueError(f"kind must be 'uniform' or 'class', got {kind!r}")

@@ -134,7 +134,11 @@ def run_cell(c: dict, out_dir: Path, seeds: tuple[int, ...], curve: bool,
              cleanse: list[str] = CLEANSE) -> dict:
     est = FACTORIES[c["model"]]()
     split = load_split(c)
-    y_noisy, flipped = bl.inject_noise(split.y_train, c["rate"], c["kind"], split.name)
+    pairs = None
+    if c["kind"] == "class" and c["dataset"] not in bl.CONFUSABLE:
+        pairs = bl.confusable_by_text(split.X_train, split.y_train)
+    y_noisy, flipped = bl.inject_noise(split.y_train, c["rate"], c["kind"], split.name,
+                                       pairs=pairs)
     k = int(flipped.sum())
     print(f"[{cell_name(c)}] n_train={len(y_noisy)} flipped={k}", flush=True)
     bl.warmup(est, split)
