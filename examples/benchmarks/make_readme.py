@@ -29,6 +29,19 @@ START, END, PLACEHOLDER = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
     "<!-- benchmarks -->"
 
 
+#: How the VGG and BERT cells differ from the MLP ones (shown wherever they are).
+FAMILY_NOTE = (
+    "the VGG cells use `ToDVGGClassifier(width_multiplier=0.125, max_epochs=10, "
+    "optimizer='sgd', lr=0.05)` (VGG11-BN at an eighth of the channels); the WordNet cells "
+    "use `ToDBertClassifier` on all-MiniLM-L6-v2 (`max_length=32, batch_size=16, lr=1e-4, "
+    "max_epochs=3`, ToD on the classification head) with 2,000 `\"lemma: definition\"` "
+    "training texts in 24 lexicographer classes, and their class-conditional noise flips "
+    "each class to the class with the nearest TF-IDF centroid. On the VGG and BERT cells "
+    "only the default and 5-fold cleanlab are retrained for the cleansing table "
+    "(`run.py --cleanse auto`), and the WordNet cells use 1 retraining seed."
+)
+
+
 def ranking(payload: dict) -> tuple[str, dict]:
     cells = payload["cells"]
     methods = list(cells[0]["methods"])
@@ -83,6 +96,16 @@ def target_status(cells: list, default: str) -> str:
     ])
 
 
+def noise_draw_notes() -> list[str]:
+    """The tables of ``noise_draws.py`` (one digits cell over several noise draws)."""
+    out = []
+    for path in sorted((HERE / "results").glob("noise_draws_*.md")):
+        out += ["Each cell above flips one seeded draw of labels, so its cleansing ± shows "
+                "only retraining noise. `noise_draws.py` repeats a digits cell over several "
+                "noise draws:", "", path.read_text().rstrip(), ""]
+    return out
+
+
 def section(payload: dict, mode: str, faith: str | None) -> str:
     default = "tod:" + payload["default_method"]
     table, stats = ranking(payload)
@@ -113,6 +136,8 @@ def section(payload: dict, mode: str, faith: str | None) -> str:
         "10,000 rows with MLP and VGG, WordNet glosses with MiniLM BERT)",
         ".venv/bin/python examples/benchmarks/faithfulness.py --quick  # influence vs "
         "retraining (shown; without --quick: 10 removal and 4 LOO targets)",
+        ".venv/bin/python examples/benchmarks/noise_draws.py --rate 0.4  # digits 40%: 5 noise "
+        "draws",
         ".venv/bin/python examples/benchmarks/make_readme.py   # this section",
         "```",
         "",
@@ -134,7 +159,9 @@ def section(payload: dict, mode: str, faith: str | None) -> str:
         "idle core; wall times (taken on a shared machine) are in the cost table. "
         "Cleansing drops each method's k lowest-scored rows (k = number of flipped rows), "
         "retrains the network with ordinary dropout on the rest and reports test accuracy, "
-        "mean ± std over 3 seeds.",
+        "mean ± std over 3 seeds."
+        + (" Other model families: " + FAMILY_NOTE
+           if any(c["cell"]["model"] != "mlp" for c in cells) else ""),
         "",
         "### Which score is the default, and why",
         "",
@@ -159,6 +186,7 @@ def section(payload: dict, mode: str, faith: str | None) -> str:
         "",
         status,
         "",
+        *noise_draw_notes(),
         f"![PR curves, digits 20% uniform]({rel}/pr_digits-mlp-uniform20.png)",
     ]
     fm = [c["name"] for c in cells if c["cell"]["dataset"] == "fashion_mnist"]
@@ -196,14 +224,8 @@ def full_subset_section(payload: dict) -> str:
         "\n### Full-suite cells run so far\n\n"
         f"`run.py` (full mode) results in `results/full/`: {names}. Not run yet: {missing} "
         "(each needs `run.py --only <cell>`; on 2 CPU cores a VGG cell takes about 15 "
-        "minutes and a WordNet cell about an hour). Same setup as above, except: the VGG "
-        "cells use `ToDVGGClassifier(width_multiplier=0.125, max_epochs=10, optimizer='sgd', "
-        "lr=0.05)` (VGG11-BN at an eighth of the channels); the WordNet cells use "
-        "`ToDBertClassifier` on all-MiniLM-L6-v2 (`max_length=32, batch_size=16, lr=1e-4, "
-        "max_epochs=3`, ToD on the classification head) with 2,000 `\"lemma: definition\"` "
-        "training texts in 24 lexicographer classes. On the VGG and BERT cells only the "
-        "default and 5-fold cleanlab are retrained for the cleansing table "
-        "(`run.py --cleanse auto`), and the WordNet cells use 1 retraining seed.\n\n"
+        "minutes and a WordNet cell about an hour). Same setup as above, except: "
+        + FAMILY_NOTE + "\n\n"
         + bl.markdown_tables(payload, LABELS) + "\n"
     )
 
