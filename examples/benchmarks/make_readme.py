@@ -138,6 +138,8 @@ def section(payload: dict, mode: str, faith: str | None) -> str:
         "retraining (shown; without --quick: 10 removal and 4 LOO targets)",
         ".venv/bin/python examples/benchmarks/noise_draws.py --rate 0.4  # digits 40%: 5 noise "
         "draws",
+        ".venv/bin/python examples/benchmarks/prototype.py      # the prototype table of "
+        "issue 6, re-measured",
         ".venv/bin/python examples/benchmarks/make_readme.py   # this section",
         "```",
         "",
@@ -197,6 +199,13 @@ def section(payload: dict, mode: str, faith: str | None) -> str:
             out.append(f"![accuracy vs fraction dropped, {c['name']}]"
                        f"({rel}/acc_vs_drop_{c['name']}.png)")
     out += ["", "### Tables", bl.markdown_tables(payload, LABELS)]
+    proto = HERE / "results" / "prototype.md"
+    if proto.exists():
+        out += ["### The prototype of issue 6, re-measured", "",
+                "The issue that asked for this suite quoted a prototype's figures. "
+                "`prototype.py` re-measures them with this package on the same setting; the "
+                "second table shows why the package's default MLP is narrower and trains "
+                "longer than the prototype's network.", "", proto.read_text().rstrip(), ""]
     if faith:
         out += ["### Influence faithfulness (digits, MLP)", "",
                 "Does ToD influence say what retraining says? `faithfulness.py` removes the "
