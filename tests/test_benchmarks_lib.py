@@ -129,3 +129,18 @@ def test_confusable_by_text_pairs_classes_with_shared_vocabulary():
     assert all(a != b for a, b in pairs.items())
     y_noisy, flipped = bl.inject_noise(y, 0.4, "class", "text", pairs=pairs)
     assert flipped.sum() == 4 and all(y_noisy[i] == pairs[y[i]] for i in np.flatnonzero(flipped))
+
+
+def test_noise_draws_table_reports_per_draw_and_mean_differences():
+    nd = pytest.importorskip("noise_draws")
+    d, c = nd.COMPARED
+
+    def row(draw, acc_d, acc_c):
+        return {"draw": draw, "k": 10, d: {"ap": 0.9, "p_at_k": 0.8, "acc": acc_d},
+                c: {"ap": 0.8, "p_at_k": 0.7, "acc": acc_c}, "no cleansing": 0.85,
+                "oracle": 0.95}
+
+    text = nd.table([row(0, 0.90, 0.92), row(1, 0.94, 0.91), row(2, 0.93, 0.93)], "t")
+    assert "| 0 | 0.900 | 0.800 | 0.800 | 0.700 | 0.9000 | 0.9200 | -0.0200 |" in text
+    assert "| mean | 0.900 | 0.800 | 0.800 | 0.700 | 0.9233 | 0.9200 | +0.0033 |" in text
+    assert "on 2 of 3 draws" in text
