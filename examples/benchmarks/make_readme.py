@@ -235,6 +235,7 @@ def full_subset_section(payload: dict) -> str:
         "(each needs `run.py --only <cell>`; on 2 CPU cores a VGG cell takes about 15 "
         "minutes and a WordNet cell about an hour). Same setup as above, except: "
         + FAMILY_NOTE + "\n\n"
+        + target_status(payload["cells"], "tod:" + payload["default_method"]) + "\n\n"
         + bl.markdown_tables(payload, LABELS) + "\n"
     )
 
