@@ -144,3 +144,14 @@ def test_noise_draws_table_reports_per_draw_and_mean_differences():
     assert "| 0 | 0.900 | 0.800 | 0.800 | 0.700 | 0.9000 | 0.9200 | -0.0200 |" in text
     assert "| mean | 0.900 | 0.800 | 0.800 | 0.700 | 0.9233 | 0.9200 | +0.0033 |" in text
     assert "on 2 of 3 draws" in text
+
+
+def test_update_results_keeps_the_suite_order(tmp_path):
+    run = pytest.importorskip("run")
+    path = tmp_path / "results.json"
+    for name in ("digits-mlp-class20", "digits-mlp-uniform10", "digits-mlp-uniform40"):
+        run.update_results(path, "full", 1, cell=_fake_cell(name, ["no cleansing"]))
+    import json
+
+    names = [c["name"] for c in json.loads(path.read_text())["cells"]]
+    assert names == ["digits-mlp-uniform10", "digits-mlp-uniform40", "digits-mlp-class20"]

@@ -213,10 +213,12 @@ def update_results(path: Path, mode: str, threads: int, cell: dict | None = None
             skips.pop(cell["name"], None)
         if skipped is not None:
             skips[skipped[0]] = skipped[1]
+        order = {cell_name(c): i for i, c in enumerate(build_cells(mode == "quick"))}
+        ordered = sorted(cells.values(), key=lambda r: order.get(r["name"], len(order)))
         payload = {"mode": mode, "default_method": DEFAULT_METHOD, "methods": list(METHODS),
                    "estimator_params": {k: repr(v) for k, v in
                                         mlp_factory().get_params().items()},
-                   "threads": threads, "cells": list(cells.values()),
+                   "threads": threads, "cells": ordered,
                    "skipped": sorted(skips.items())}
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(payload, indent=1))
