@@ -17,8 +17,8 @@ command that installs it. Results (JSON, markdown tables, PNG plots) go to
     .venv/bin/python examples/benchmarks/run.py --only fashion_mnist-10000-vgg &
     .venv/bin/python examples/benchmarks/run.py --only wordnet --seeds 1 &
 
-Cost on 2 CPU cores (one thread per process): a digits cell ~1 min, a Fashion-MNIST
-MLP cell ~4 min, a VGG cell ~15 min, a WordNet/MiniLM cell ~1 hour. ``--cleanse
+Cost on 2 CPU cores (one thread per process): a digits cell 1-3 min, a Fashion-MNIST
+MLP cell 5-10 min, a VGG cell ~15 min, a WordNet/MiniLM cell ~1 hour. ``--cleanse
 auto`` (the default) retrains only the default and 5-fold cleanlab (next to no
 cleansing, random and the oracle) on the VGG and BERT cells.
 """
