@@ -189,15 +189,8 @@ def section(payload: dict, mode: str, faith: str | None) -> str:
         status,
         "",
         *noise_draw_notes(),
-        f"![PR curves, digits 20% uniform]({rel}/pr_digits-mlp-uniform20.png)",
     ]
-    fm = [c["name"] for c in cells if c["cell"]["dataset"] == "fashion_mnist"]
-    if fm:
-        out.append(f"![PR curves, {fm[0]}]({rel}/pr_{fm[0]}.png)")
-    for c in cells:
-        if "acc_vs_drop" in c:
-            out.append(f"![accuracy vs fraction dropped, {c['name']}]"
-                       f"({rel}/acc_vs_drop_{c['name']}.png)")
+    out += plots(cells, rel)
     out += ["", "### Tables", bl.markdown_tables(payload, LABELS)]
     proto = HERE / "results" / "prototype.md"
     if proto.exists():
@@ -219,6 +212,21 @@ def section(payload: dict, mode: str, faith: str | None) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def plots(cells: list, rel: str) -> list[str]:
+    """Image lines: the PR curves of each dataset x model family (its 20% uniform cell
+    where it has one) and every accuracy-vs-fraction-dropped curve."""
+    out, seen = [], set()
+    for c in sorted(cells, key=lambda c: c["name"] != cell_name({**c["cell"], "kind": "uniform",
+                                                                 "rate": 0.2})):
+        family = (c["cell"]["dataset"], c["cell"]["model"])
+        if family not in seen:
+            seen.add(family)
+            out.append(f"![PR curves, {c['name']}]({rel}/pr_{c['name']}.png)")
+    out += [f"![accuracy vs fraction dropped, {c['name']}]({rel}/acc_vs_drop_{c['name']}.png)"
+            for c in cells if "acc_vs_drop" in c]
+    return out
+
+
 def missing_cells(payload: dict) -> list[str]:
     """Cells of the full suite that are not in ``payload``."""
     done = {c["name"] for c in payload["cells"]}
@@ -236,6 +244,7 @@ def full_subset_section(payload: dict) -> str:
         "minutes and a WordNet cell about an hour). Same setup as above, except: "
         + FAMILY_NOTE + "\n\n"
         + target_status(payload["cells"], "tod:" + payload["default_method"]) + "\n\n"
+        + "\n".join(plots(payload["cells"], "examples/benchmarks/results/full")) + "\n\n"
         + bl.markdown_tables(payload, LABELS) + "\n"
     )
 
