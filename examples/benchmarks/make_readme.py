@@ -78,9 +78,11 @@ def target_status(cells: list, default: str) -> str:
             ak = c["cleansing"]["cleanlab_cv5"]["acc"]
             a0 = c["cleansing"]["no cleansing"]["acc"]
             if ad < ak or ad <= a0:
+                spread = (f"std {c['cleansing'][default]['std']:.4f} / "
+                          f"{c['cleansing']['cleanlab_cv5']['std']:.4f}"
+                          if c.get("seeds", 3) > 1 else "1 retraining seed")
                 acc_miss.append(f"{c['name']} ({ad:.4f} vs 5-fold {ak:.4f}, none {a0:.4f}; "
-                                f"std {c['cleansing'][default]['std']:.4f} / "
-                                f"{c['cleansing']['cleanlab_cv5']['std']:.4f})")
+                                f"{spread})")
     n20 = sum(c["cell"]["rate"] >= 0.2 for c in cells)
 
     def line(what: str, miss: list, n: int) -> str:
