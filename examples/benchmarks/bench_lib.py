@@ -19,7 +19,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from tod_cleanse import ToDMLPClassifier, datasets
-from tod_cleanse.scores import DEFAULT_METHOD, METHODS, cleansing_scores
+from tod_cleanse.cleanser import fitted_scores
+from tod_cleanse.scores import DEFAULT_METHOD, METHODS
 
 FMNIST_INSTALL = f"apt-get update && {datasets.FASHION_MNIST_INSTALL}"
 
@@ -279,12 +280,7 @@ def run_detectors(est: Any, split: Split, y_noisy: np.ndarray, seed: int = 0,
     labels = tod.y_train_
     for m in methods:
         t0 = clock()
-        ev = None
-        if m == "eval_influence":
-            ev = tod.score_influence(Xv, yv, reduce="sum")
-        s = cleansing_scores(m, labels, oos_proba=tod.oos_proba_, seen_proba=tod.seen_proba_,
-                             full_proba=tod.train_proba_, self_influence=tod.self_influence_,
-                             eval_influence=ev)
+        s = fitted_scores(tod, m, eval_set=(Xv, yv))
         out[f"tod:{m}"] = Detection(s, tod.train_time_, tod.score_time_ + clock() - t0, 1)
     out["tod:aum_seen"] = Detection(tod.aum_, tod.train_time_, np.zeros(2), 1)
 
@@ -307,17 +303,7 @@ def run_detectors(est: Any, split: Split, y_noisy: np.ndarray, seed: int = 0,
         f"cpu, test acc {info['plain_test_acc']:.3f}")
 
     # 4. cleanlab on K-fold cross-validated pred_probs, no ToD (K training runs)
-    pred = np.zeros(tod.oos_proba_.shape, dtype=np.float64)
-    t_train, t_score = np.zeros(2), np.zeros(2)
-    skf = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    for k, (tr, te) in enumerate(skf.split(X, labels)):
-        m = clone(est).set_params(turn_over=False, random_state=seed + 100 + k, verbose=0)
-        t0 = clock()
-        m.fit(X[tr], labels[tr])
-        t1 = clock()
-        pred[te] = m.predict_proba(X[te])
-        t_train += t1 - t0
-        t_score += clock() - t1
+    pred, t_train, t_score = cv_pred_probs(est, X, labels, seed, n_folds)
     t0 = clock()
     q = get_label_quality_scores(labels, pred)
     fl = find_label_issues(labels, pred)
@@ -331,6 +317,24 @@ def run_detectors(est: Any, split: Split, y_noisy: np.ndarray, seed: int = 0,
     info["tod_estimator"] = tod
     info["cv_pred_probs"] = pred
     return out, info
+
+
+def cv_pred_probs(est: Any, X: Any, labels: np.ndarray, seed: int = 0,
+                  n_folds: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Out-of-fold ``pred_probs`` of ``est`` trained without ToD (``n_folds`` runs),
+    with the training and scoring time (``[wall, cpu]`` each)."""
+    pred = np.zeros((len(labels), len(np.unique(labels))), dtype=np.float64)
+    t_train, t_score = np.zeros(2), np.zeros(2)
+    skf = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    for k, (tr, te) in enumerate(skf.split(X, labels)):
+        m = clone(est).set_params(turn_over=False, random_state=seed + 100 + k, verbose=0)
+        t0 = clock()
+        m.fit(X[tr], labels[tr])
+        t1 = clock()
+        pred[te] = m.predict_proba(X[te])
+        t_train += t1 - t0
+        t_score += clock() - t1
+    return pred, t_train, t_score
 
 
 # --------------------------------------------------------------------- metrics

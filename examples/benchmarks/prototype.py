@@ -36,10 +36,9 @@ import bench_lib as bl  # noqa: E402
 import torch  # noqa: E402
 from sklearn.base import clone  # noqa: E402
 from sklearn.metrics import average_precision_score, roc_auc_score  # noqa: E402
-from sklearn.model_selection import StratifiedKFold  # noqa: E402
 
 from tod_cleanse import ToDMLPClassifier  # noqa: E402
-from tod_cleanse.scores import cleansing_scores  # noqa: E402
+from tod_cleanse.cleanser import fitted_scores  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -95,13 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     tod = clone(est).fit(X, y_noisy)
     t_tod = time.perf_counter() - t0
     labels = tod.y_train_
-    kw = dict(oos_proba=tod.oos_proba_, seen_proba=tod.seen_proba_,
-              full_proba=tod.train_proba_, self_influence=tod.self_influence_)
     rows["flipped sub-network loss of the given label"] = metrics(
-        cleansing_scores("oos_likelihood", labels, **kw), flipped)
+        fitted_scores(tod, "oos_likelihood"), flipped)
     rows["paper self-influence I(z_i, z_i)"] = metrics(
-        cleansing_scores("self_influence", labels, **kw), flipped)
-    full = cleansing_scores("full_likelihood", labels, **kw)
+        fitted_scores(tod, "self_influence"), flipped)
+    full = fitted_scores(tod, "full_likelihood")
     rows["in-sample loss of the full ToD network"] = metrics(full, flipped)
 
     rng = np.random.default_rng(1)
@@ -120,11 +117,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from cleanlab.rank import get_label_quality_scores
 
-    pred = np.zeros(tod.oos_proba_.shape)
     t0 = time.perf_counter()
-    for k, (tr, te) in enumerate(StratifiedKFold(5, shuffle=True, random_state=0).split(X, labels)):
-        m = clone(est).set_params(turn_over=False, random_state=100 + k).fit(X[tr], labels[tr])
-        pred[te] = m.predict_proba(X[te])
+    pred, _, _ = bl.cv_pred_probs(est, X, labels, seed=0)
     t_cv = time.perf_counter() - t0
     rows["cleanlab quality on 5-fold CV pred_probs"] = metrics(
         get_label_quality_scores(labels, pred), flipped)
@@ -158,9 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             "|---|---|---|---|"]
     for label, params in VARIANTS:
         v = clone(est).set_params(**params).fit(X, y_noisy)
-        aps = [metrics(cleansing_scores(m, v.y_train_, oos_proba=v.oos_proba_,
-                                        seen_proba=v.seen_proba_, full_proba=v.train_proba_,
-                                        self_influence=v.self_influence_), flipped)[1]
+        aps = [metrics(fitted_scores(v, m), flipped)[1]
                for m in ("full_likelihood", "oos_likelihood")]
         out.append(f"| {label} | {aps[0]:.3f} | {aps[1]:.3f} | "
                    f"{v.score(split.X_test, split.y_test):.3f} |")
