@@ -26,7 +26,7 @@ import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from tod_cleanse import ToDVGGClassifier
-from tod_cleanse.datasets import fashion_mnist_available, load_fashion_mnist
+from data_loaders import fashion_mnist_available, load_fashion_mnist
 
 INSTALL = "sudo apt-get install -y dataset-fashion-mnist"
 # Class-conditional noise: each class flips to a confusable one.

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from tod_cleanse import ToDCleanser, ToDMLPClassifier, write_report
-from tod_cleanse.datasets import FASHION_MNIST_CLASSES, fashion_mnist_dir, load_fashion_mnist
+from data_loaders import FASHION_MNIST_CLASSES, fashion_mnist_dir, load_fashion_mnist
 
 CLASSES = np.array(FASHION_MNIST_CLASSES)
 

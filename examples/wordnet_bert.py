@@ -30,7 +30,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from tod_cleanse import ToDBertClassifier
-from tod_cleanse.datasets import DEFAULT_WORDNET_NOUNS, load_wordnet_glosses, minilm_path
+from data_loaders import DEFAULT_WORDNET_NOUNS, load_wordnet_glosses, minilm_path
 
 DATA = DEFAULT_WORDNET_NOUNS
 

@@ -1,15 +1,17 @@
-"""tod_cleanse.datasets: IDX reading, Fashion-MNIST / WordNet / MiniLM loaders (no real data)."""
+"""examples/data_loaders.py: IDX reading, Fashion-MNIST / WordNet / MiniLM loaders (no real data)."""
 
 from __future__ import annotations
 
 import gzip
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tod_cleanse import datasets as D
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+import data_loaders as D  # noqa: E402
 
 FAKE_NOUNS = (
     "  1 This software and database is being provided to you, the LICENSEE, by  \n"

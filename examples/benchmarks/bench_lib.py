@@ -7,6 +7,7 @@ a label issue**.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,9 @@ from sklearn.base import clone
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from tod_cleanse import ToDMLPClassifier, datasets
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/: data_loaders
+import data_loaders as datasets  # noqa: E402
+from tod_cleanse import ToDMLPClassifier
 from tod_cleanse.cleanser import fitted_scores
 from tod_cleanse.scores import DEFAULT_METHOD, METHODS
 
@@ -38,7 +41,7 @@ class Skip(Exception):
 
 
 def minilm_path() -> str:
-    """:func:`tod_cleanse.datasets.minilm_path`, raising :class:`Skip` when it is absent."""
+    """:func:`data_loaders.minilm_path`, raising :class:`Skip` when it is absent."""
     try:
         return datasets.minilm_path()
     except FileNotFoundError as exc:

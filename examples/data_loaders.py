@@ -98,7 +98,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     --------
     >>> import tempfile, numpy as np
     >>> from pathlib import Path
-    >>> from tod_cleanse.datasets import read_idx, write_idx
+    >>> from data_loaders import read_idx, write_idx
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     path = write_idx(Path(tmp) / "x-idx3-ubyte.gz", np.arange(24, dtype=np.uint8)
     ...                      .reshape(2, 3, 4))
@@ -143,7 +143,7 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> Path:
     --------
     >>> import tempfile, numpy as np
     >>> from pathlib import Path
-    >>> from tod_cleanse.datasets import read_idx, write_idx
+    >>> from data_loaders import read_idx, write_idx
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     p = write_idx(Path(tmp) / "y-idx1-ubyte", np.array([3, 1, 4], dtype=np.int32))
     ...     read_idx(p).tolist()
@@ -180,7 +180,7 @@ def fashion_mnist_dir(data_dir: str | os.PathLike | None = None) -> Path:
 
     Examples
     --------
-    >>> from tod_cleanse.datasets import fashion_mnist_dir
+    >>> from data_loaders import fashion_mnist_dir
     >>> fashion_mnist_dir("/data/fmnist").as_posix()
     '/data/fmnist'
     """
@@ -204,7 +204,7 @@ def fashion_mnist_available(data_dir: str | os.PathLike | None = None) -> bool:
     Examples
     --------
     >>> import tempfile
-    >>> from tod_cleanse.datasets import fashion_mnist_available
+    >>> from data_loaders import fashion_mnist_available
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     fashion_mnist_available(tmp)
     False
@@ -241,7 +241,7 @@ def load_fashion_mnist(
     Examples
     --------
     >>> import tempfile
-    >>> from tod_cleanse.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist
+    >>> from data_loaders import FASHION_MNIST_CLASSES, load_fashion_mnist
     >>> FASHION_MNIST_CLASSES[6]
     'Shirt'
     >>> with tempfile.TemporaryDirectory() as tmp:
@@ -303,7 +303,7 @@ def load_wordnet_glosses(
     --------
     >>> import tempfile
     >>> from pathlib import Path
-    >>> from tod_cleanse.datasets import load_wordnet_glosses
+    >>> from data_loaders import load_wordnet_glosses
     >>> lines = ["  1 licence header line\\n",
     ...          "02084071 05 n 01 dog 0 000 | a domesticated canid; \\"the dog barked\\"\\n"]
     >>> with tempfile.TemporaryDirectory() as tmp:
@@ -360,7 +360,7 @@ def minilm_path() -> str:
 
     Examples
     --------
-    >>> from tod_cleanse.datasets import minilm_path
+    >>> from data_loaders import minilm_path
     >>> try:
     ...     ok = minilm_path().endswith("model")
     ... except FileNotFoundError as exc:
