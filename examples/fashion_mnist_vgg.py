@@ -23,10 +23,10 @@ import time
 
 import numpy as np
 import torch
+from data_loaders import fashion_mnist_available, load_fashion_mnist
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from tod_cleanse import ToDVGGClassifier
-from data_loaders import fashion_mnist_available, load_fashion_mnist
 
 INSTALL = "sudo apt-get install -y dataset-fashion-mnist"
 # Class-conditional noise: each class flips to a confusable one.

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from data_loaders import FASHION_MNIST_CLASSES, fashion_mnist_dir, load_fashion_mnist
 
 from tod_cleanse import ToDCleanser, ToDMLPClassifier, write_report
-from data_loaders import FASHION_MNIST_CLASSES, fashion_mnist_dir, load_fashion_mnist
 
 CLASSES = np.array(FASHION_MNIST_CLASSES)
 

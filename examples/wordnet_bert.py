@@ -26,11 +26,11 @@ import time
 
 import numpy as np
 import torch
+from data_loaders import DEFAULT_WORDNET_NOUNS, load_wordnet_glosses, minilm_path
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from tod_cleanse import ToDBertClassifier
-from data_loaders import DEFAULT_WORDNET_NOUNS, load_wordnet_glosses, minilm_path
 
 DATA = DEFAULT_WORDNET_NOUNS
 

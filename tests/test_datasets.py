@@ -1,4 +1,4 @@
-"""examples/data_loaders.py: IDX reading, Fashion-MNIST / WordNet / MiniLM loaders (no real data)."""
+"""examples/data_loaders.py: IDX reading, Fashion-MNIST, WordNet and MiniLM loaders."""
 
 from __future__ import annotations
 

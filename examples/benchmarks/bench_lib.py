@@ -21,6 +21,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/: data_loaders
 import data_loaders as datasets  # noqa: E402
+
 from tod_cleanse import ToDMLPClassifier
 from tod_cleanse.cleanser import fitted_scores
 from tod_cleanse.scores import DEFAULT_METHOD, METHODS
