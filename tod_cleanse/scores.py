@@ -31,6 +31,7 @@ __all__ = [
     "estimate_issue_count",
     "flag_issues",
     "normalized_margin",
+    "parse_drop_fraction",
 ]
 
 METHODS = (
@@ -45,6 +46,49 @@ METHODS = (
 DEFAULT_METHOD = "full_likelihood"
 
 _EPS = 1e-12
+
+
+def parse_drop_fraction(value: object, name: str = "drop_fraction") -> float | str:
+    """Read a drop fraction: ``"auto"``, or a number in [0, 1) (a float or numeric string).
+
+    The one parser of "auto or fraction" for the cleanser, the adapters and the CLI.
+
+    Parameters
+    ----------
+    value : str or float
+        ``"auto"``, a real number, or a string holding one.
+    name : str, default="drop_fraction"
+        Named in the error message (e.g. ``"--drop-fraction"`` on the command line).
+
+    Returns
+    -------
+    float or "auto"
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is neither ``"auto"`` nor a finite number in [0, 1).
+
+    Examples
+    --------
+    >>> parse_drop_fraction("auto"), parse_drop_fraction("0.05"), parse_drop_fraction(0.1)
+    ('auto', 0.05, 0.1)
+    """
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    number: float | None = None
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    elif isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool | np.bool_
+    ):
+        number = float(value)
+    if number is None or not np.isfinite(number) or not 0 <= number < 1:
+        raise ValueError(f"{name} must be 'auto' or a number in [0, 1), got {value!r}.")
+    return number
 
 
 def given_label_proba(proba: np.ndarray, labels: np.ndarray) -> np.ndarray:
