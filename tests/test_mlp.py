@@ -185,7 +185,7 @@ def test_bad_fit_input_is_named(X, y, kwargs, exc, match):
 
 
 def test_bad_parameters_and_targets():
-    with pytest.raises(ValueError, match="p must be in"):
+    with pytest.raises(ValueError, match="'p' parameter of ToDMLPClassifier"):
         ToDMLPClassifier(**{**TINY, "p": 1.0}).fit(X_OK, Y_OK)
     with pytest.raises(ValueError, match="hidden_layer_sizes"):
         ToDMLPClassifier(**{**TINY, "hidden_layer_sizes": ()}).fit(X_OK, Y_OK)

@@ -23,13 +23,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from .._constraints import StrOptions, int_interval, real_interval
 from ..influence import iter_influence_blocks
 from ..layers import tod_context, tod_modules
 from ..masks import keys_to_int64
@@ -40,10 +42,32 @@ __all__ = ["BaseToDClassifier", "ToDNetwork", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else as torch reads it."""
+    """``"auto"`` -> CUDA when available, else CPU; anything else as torch reads it.
+
+    Raises
+    ------
+    ValueError
+        Naming ``device`` when torch does not know the string or the device is
+        absent here.
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    >>> resolve_device("bogus")
+    Traceback (most recent call last):
+    ...
+    ValueError: device='bogus' is not a device torch knows; use 'auto', 'cpu', 'cuda' or 'cuda:N'.
+    """
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(
+            f"device={device!r} is not a device torch knows; "
+            "use 'auto', 'cpu', 'cuda' or 'cuda:N'."
+        ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was requested but CUDA is not available here.")
     return dev
@@ -136,6 +160,30 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
        Influence of a Training Instance*. SustaiNLP 2020. arXiv:2012.04207.
     """
 
+    #: Constraints of the constructor parameters every family shares (sklearn's
+    #: ``_parameter_constraints`` machinery, checked at the start of :meth:`fit`).
+    #: A family extends it: ``{**BaseToDClassifier._parameter_constraints, ...}``.
+    _parameter_constraints: dict = {
+        "p": [real_interval(0, 1, closed="neither")],
+        "inner_p": [real_interval(0, 1, closed="left")],
+        "mask_seed": [int_interval(None, None, closed="neither")],
+        "mask_groups": [int_interval(2, None, closed="left"), None],
+        "turn_over": ["boolean"],
+        "max_epochs": [int_interval(1, None, closed="left")],
+        "batch_size": [int_interval(1, None, closed="left")],
+        "lr": [real_interval(0, None, closed="neither")],
+        "optimizer": [StrOptions({"adam", "adamw", "sgd"})],
+        "weight_decay": [real_interval(0, None, closed="left")],
+        "lr_schedule": [StrOptions({"constant", "linear"}), None],
+        "warmup_fraction": [real_interval(0, 1, closed="both")],
+        "grad_clip": [real_interval(0, None, closed="neither"), None],
+        "score_batch_size": [int_interval(1, None, closed="left"), None],
+        "amp": ["boolean", StrOptions({"auto"}), None],
+        "device": [str, torch.device, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
     # ----------------------------------------------------------------- hooks
     def _validate_X(self, X: Any, *, reset: bool) -> Any:  # pragma: no cover - abstract
         """Check ``X`` and turn it into this family's input container."""
@@ -162,22 +210,12 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------ validation
     def _check_params(self) -> None:
-        if not 0.0 < float(self.p) < 1.0:
-            raise ValueError(f"p must be in (0, 1), got {self.p!r}.")
-        for name in ("max_epochs", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-        if not float(self.lr) > 0:
-            raise ValueError(f"lr must be positive, got {self.lr!r}.")
-        if self.optimizer not in ("adam", "adamw", "sgd"):
-            raise ValueError(f"optimizer must be 'adam', 'adamw' or 'sgd', got {self.optimizer!r}.")
-        if self.mask_groups is not None and (
-            not isinstance(self.mask_groups, int | np.integer) or self.mask_groups < 2
-        ):
-            raise ValueError(
-                f"mask_groups must be None or an integer >= 2, got {self.mask_groups!r}."
-            )
+        """Checks that ``_parameter_constraints`` cannot express (after them).
+
+        ``device`` is resolved here, so that a bad one is a ``ValueError`` naming
+        ``device`` before any data is touched. Families may extend it.
+        """
+        resolve_device(self.device)
 
     def _encode_y(self, y: Any, n_rows: int, *, fitting: bool, name: str = "y") -> np.ndarray:
         if y is None:
@@ -270,16 +308,14 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
         return cls(groups, lr=self.lr)
 
     def _amp_dtype(self) -> torch.dtype | None:
-        amp = getattr(self, "amp", "auto")
+        amp = self.amp
         if self.device_.type != "cuda" or amp is False or amp is None:
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
     def _lr_lambda(self, total_steps: int):
-        schedule = getattr(self, "lr_schedule", None) or self._default_lr_schedule()
-        warmup = int(round(float(getattr(self, "warmup_fraction", 0.0)) * total_steps))
-        if schedule not in ("constant", "linear"):
-            raise ValueError(f"lr_schedule must be 'constant' or 'linear', got {schedule!r}.")
+        schedule = self.lr_schedule or self._default_lr_schedule()
+        warmup = int(round(float(self.warmup_fraction) * total_steps))
 
         def factor(step: int) -> float:
             if warmup and step < warmup:
@@ -310,6 +346,7 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
         self.scheduler_.step()
         return float(loss.detach())
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any, instance_keys: Any = None) -> BaseToDClassifier:
         """Train with turn-over dropout, then score every training row.
 
@@ -332,13 +369,7 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
         n = self._n_rows(inputs)
         y_enc = self._encode_y(y, n, fitting=True)
         keys = self._check_keys(instance_keys, n)
-        seed = (
-            int(np.random.SeedSequence().generate_state(1)[0])
-            if self.random_state is None
-            else int(np.random.RandomState(self.random_state).randint(2**31 - 1))
-            if not isinstance(self.random_state, np.random.RandomState)
-            else int(self.random_state.randint(2**31 - 1))
-        )
+        seed = int(check_random_state(self.random_state).randint(2**31 - 1))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.initialize()
@@ -395,7 +426,7 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
 
     # --------------------------------------------------------------- scoring
     def _score_batch_size(self) -> int:
-        return int(getattr(self, "score_batch_size", None) or 4096)
+        return int(self.score_batch_size or 4096)
 
     @torch.no_grad()
     def _trunk(self, xb: Any) -> Any:

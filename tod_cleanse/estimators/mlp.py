@@ -8,7 +8,9 @@ import numpy as np
 from sklearn.utils.validation import validate_data
 from torch import nn
 
+from .._constraints import StrOptions, int_interval
 from ..layers import TurnOverDropout
+from ._docs import fill_shared_parameters
 from .base import BaseToDClassifier, ToDNetwork
 
 __all__ = ["ToDMLPClassifier"]
@@ -16,6 +18,7 @@ __all__ = ["ToDMLPClassifier"]
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
 
+@fill_shared_parameters
 class ToDMLPClassifier(BaseToDClassifier):
     """MLP classifier trained with turn-over dropout, for numeric features.
 
@@ -32,37 +35,10 @@ class ToDMLPClassifier(BaseToDClassifier):
     hidden_layer_sizes : tuple of int, default=(256, 256)
         Width of each hidden layer; a ToD layer follows each one.
     activation : {"relu", "gelu", "tanh"}, default="relu"
-    p : float, default=0.5
-        ToD drop rate: each instance trains a fraction ``1 - p`` of the units of
-        every hidden layer; its flipped sub-network is the other ``p``.
-    inner_p : float, default=0.0
-        Ordinary dropout applied during training inside the instance's own mask.
-    mask_seed : int, default=0
-        Seed of the key -> mask hash.
-    mask_groups : int or None, default=None
-        If set, instances are hashed into this many groups that share a mask.
-    turn_over : bool, default=True
-        ``False`` trains the same architecture with ordinary dropout (a baseline;
-        influence scores are then unavailable).
+        Activation after each hidden layer.
     standardize : bool, default=True
         Standardise features with the training mean and standard deviation.
-    max_epochs : int, default=20
-    batch_size : int, default=64
-    lr : float, default=1e-3
-    optimizer : {"adam", "adamw", "sgd"}, default="adam"
-    weight_decay : float, default=0.0
-    lr_schedule : {"constant", "linear"}, default="constant"
-    warmup_fraction : float, default=0.0
-    grad_clip : float or None, default=None
-    score_batch_size : int, default=4096
-        (target, training mask) pairs per forward pass in :meth:`score_influence`.
-    amp : bool or "auto", default="auto"
-        Mixed precision on CUDA (ignored on the CPU).
-    device : str, default="auto"
-        ``"auto"`` uses CUDA when present.
-    random_state : int, RandomState or None, default=None
-    verbose : int, default=1
-        ``0`` silences the progress bars.
+    %(shared_parameters)s
 
     Attributes
     ----------
@@ -92,16 +68,24 @@ class ToDMLPClassifier(BaseToDClassifier):
     (2, 150)
     """
 
+    _parameter_constraints: dict = {
+        **BaseToDClassifier._parameter_constraints,
+        "hidden_layer_sizes": ["array-like", int_interval(1, None, closed="left")],
+        "activation": [StrOptions(set(_ACTIVATIONS))],
+        "standardize": ["boolean"],
+    }
+
     def __init__(
         self,
+        *,
         hidden_layer_sizes: tuple[int, ...] = (256, 256),
         activation: str = "relu",
+        standardize: bool = True,
         p: float = 0.5,
         inner_p: float = 0.0,
         mask_seed: int = 0,
         mask_groups: int | None = None,
         turn_over: bool = True,
-        standardize: bool = True,
         max_epochs: int = 20,
         batch_size: int = 64,
         lr: float = 1e-3,
@@ -118,12 +102,12 @@ class ToDMLPClassifier(BaseToDClassifier):
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
+        self.standardize = standardize
         self.p = p
         self.inner_p = inner_p
         self.mask_seed = mask_seed
         self.mask_groups = mask_groups
         self.turn_over = turn_over
-        self.standardize = standardize
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -161,10 +145,6 @@ class ToDMLPClassifier(BaseToDClassifier):
             raise ValueError(
                 "hidden_layer_sizes needs at least one positive width (ToD sits after "
                 f"each hidden layer), got {self.hidden_layer_sizes!r}."
-            )
-        if self.activation not in _ACTIVATIONS:
-            raise ValueError(
-                f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}."
             )
         act = _ACTIVATIONS[self.activation]
         trunk = nn.Sequential(nn.Linear(self.n_features_in_, sizes[0]), act())
