@@ -20,6 +20,8 @@ method               score of training row ``i``
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 __all__ = [
@@ -32,6 +34,9 @@ __all__ = [
     "flag_issues",
     "normalized_margin",
     "parse_drop_fraction",
+    "check_threshold",
+    "check_cleansing_params",
+    "select_issues",
 ]
 
 METHODS = (
@@ -89,6 +94,83 @@ def parse_drop_fraction(value: object, name: str = "drop_fraction") -> float | s
     if number is None or not np.isfinite(number) or not 0 <= number < 1:
         raise ValueError(f"{name} must be 'auto' or a number in [0, 1), got {value!r}.")
     return number
+
+
+def check_threshold(value: object, name: str = "threshold") -> float | None:
+    """``None``, or a finite real number (not a bool) as a float; ValueError naming ``name``.
+
+    Examples
+    --------
+    >>> check_threshold(None), check_threshold(-2)
+    (None, -2.0)
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real) or not np.isfinite(
+        float(value)
+    ):
+        raise ValueError(f"{name} must be a finite number or None, got {value!r}.")
+    return float(value)
+
+
+def check_cleansing_params(
+    method: str,
+    drop_fraction: object = "auto",
+    threshold: object = None,
+    eval_set: object = None,
+    *,
+    require_eval_set: bool = True,
+) -> tuple[str, float | str, float | None]:
+    """Validate the cleansing settings once, for the cleanser, the adapters and the CLI.
+
+    Parameters
+    ----------
+    method : str
+        One of :data:`METHODS`.
+    drop_fraction : "auto", float or numeric string, default="auto"
+        Read by :func:`parse_drop_fraction`.
+    threshold : float or None, default=None
+        Read by :func:`check_threshold`.
+    eval_set : tuple (X_val, y_val) or None, default=None
+        Only with ``method="eval_influence"``, which needs it.
+    require_eval_set : bool, default=True
+        ``False`` lets ``method="eval_influence"`` pass without ``eval_set`` (for a
+        caller that reads the validation data later, e.g. from a file).
+
+    Returns
+    -------
+    method, drop_fraction, threshold
+        ``drop_fraction`` is ``"auto"`` or a float; ``threshold`` a float or None.
+
+    Raises
+    ------
+    ValueError
+        Naming the culprit: ``method``, ``drop_fraction``, ``threshold`` or ``eval_set``.
+
+    Examples
+    --------
+    >>> check_cleansing_params("self_influence", "0.05")
+    ('self_influence', 0.05, None)
+    >>> check_cleansing_params("eval_influence")
+    Traceback (most recent call last):
+    ...
+    ValueError: method='eval_influence' needs eval_set=(X_val, y_val).
+    """
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+    if eval_set is None:
+        if method == "eval_influence" and require_eval_set:
+            raise ValueError("method='eval_influence' needs eval_set=(X_val, y_val).")
+    else:
+        if method != "eval_influence":
+            raise ValueError(
+                f"eval_set is only used by method='eval_influence', got method={method!r}."
+            )
+        if not isinstance(eval_set, tuple | list) or len(eval_set) != 2:
+            raise ValueError(
+                f"eval_set must be a tuple (X_val, y_val), got {type(eval_set).__name__}."
+            )
+    return method, parse_drop_fraction(drop_fraction), check_threshold(threshold)
 
 
 def given_label_proba(proba: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -229,16 +311,66 @@ def flag_issues(
     ([3, 1, 2], [False, True, False])
     """
     scores = np.asarray(scores, dtype=np.float64)
+    threshold = check_threshold(threshold)
     n = scores.shape[0]
     rank = np.empty(n, dtype=np.int64)
     rank[np.argsort(scores, kind="stable")] = np.arange(1, n + 1)
     if threshold is not None:
         return rank, scores < threshold
+    drop_fraction = parse_drop_fraction(drop_fraction)
     if drop_fraction == "auto":
         if auto_count is None:
             raise ValueError("drop_fraction='auto' needs auto_count.")
         return rank, rank <= int(auto_count)
     return rank, rank <= int(np.floor(float(drop_fraction) * n))
+
+
+def select_issues(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    proba: np.ndarray | None,
+    *,
+    drop_fraction: float | str = "auto",
+    threshold: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores -> (rank, is_issue), with the ``"auto"`` count taken from ``proba``.
+
+    The decision of :class:`~tod_cleanse.ToDCleanser`: :func:`flag_issues` with
+    ``auto_count = estimate_issue_count(proba, labels)`` (the cleanser passes the
+    full network's ``train_proba_``). ``proba`` is only read under ``"auto"``.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n,)
+        More negative = more harmful.
+    labels : ndarray of int, shape (n,)
+        Encoded given labels.
+    proba : ndarray of shape (n, k) or None
+        Probabilities the ``"auto"`` count is estimated from.
+    drop_fraction : float or "auto", default="auto"
+    threshold : float or None, default=None
+
+    Returns
+    -------
+    rank : ndarray of int64, shape (n,)
+        1 = most harmful.
+    is_issue : ndarray of bool, shape (n,)
+
+    Examples
+    --------
+    >>> proba = np.array([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9], [0.95, 0.05]])
+    >>> labels = np.array([0, 0, 1, 1])
+    >>> scores = np.log(proba[np.arange(4), labels])
+    >>> select_issues(scores, labels, proba)[1].tolist()
+    [False, False, False, True]
+    """
+    auto_count = None
+    if threshold is None and parse_drop_fraction(drop_fraction) == "auto":
+        if proba is None:
+            raise ValueError("drop_fraction='auto' needs proba to estimate the issue count.")
+        auto_count = estimate_issue_count(proba, labels)
+    return flag_issues(scores, drop_fraction=drop_fraction, threshold=threshold,
+                       auto_count=auto_count)
 
 
 def cleansing_scores(
