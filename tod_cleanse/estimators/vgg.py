@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import numpy as np
-import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ..layers import TurnOverDropout, insert_tod
 from .base import BaseToDClassifier, ToDNetwork
+from .vision import ImageInputMixin
 
 __all__ = ["ToDVGGClassifier"]
 
@@ -22,7 +18,6 @@ _ARCHS = {
     "vgg16": ("D", False), "vgg16_bn": ("D", True),
     "vgg19": ("E", False), "vgg19_bn": ("E", True),
 }
-_MIN_SIDE = 32  # five 2x2 max-pools need at least 32 pixels per side
 
 
 def _torchvision_vgg():
@@ -36,7 +31,7 @@ def _torchvision_vgg():
     return vgg
 
 
-class ToDVGGClassifier(BaseToDClassifier):
+class ToDVGGClassifier(ImageInputMixin, BaseToDClassifier):
     """VGG image classifier (torchvision) trained with turn-over dropout [1]_.
 
     Network: torchvision's VGG convolution stack (``make_layers`` on the
@@ -209,131 +204,10 @@ class ToDVGGClassifier(BaseToDClassifier):
         self.random_state = random_state
         self.verbose = verbose
 
+    _min_side = 32  # five 2x2 max-pools need at least 32 pixels per side
+
     def _default_lr_schedule(self) -> str:
         return "linear"
-
-    # ------------------------------------------------------------------ input
-    def _to_nchw(self, X: Any, reset_shape: bool = True) -> np.ndarray:
-        """Any accepted layout -> float32 (N, C, H, W), uint8 scaled to [0, 1]."""
-        if hasattr(X, "tocsr") or type(X).__module__.startswith("scipy.sparse"):
-            raise TypeError("Sparse data was passed for X, but ToDVGGClassifier needs dense "
-                            "images; convert with X.toarray().")
-        if hasattr(X, "to_numpy"):  # pandas
-            X = X.to_numpy()
-        if isinstance(X, torch.Tensor):
-            X = X.detach().cpu().numpy()
-        try:
-            arr = np.asarray(X)
-        except ValueError as exc:
-            raise ValueError(f"X must be an array of images: {exc}") from None
-        if arr.dtype.kind == "c" or (arr.dtype == object and any(
-                isinstance(v, complex) for v in arr.ravel()[:1000].tolist())):
-            raise ValueError("Complex data not supported: X must hold real pixel values.")
-        if arr.dtype.kind not in "biuf":
-            try:
-                arr = arr.astype(np.float32)
-            except ValueError as exc:
-                raise ValueError(f"X must hold numbers only (pixel values): {exc}") from None
-            except TypeError as exc:
-                raise TypeError(f"X must hold numbers only (pixel values): {exc}") from None
-        if arr.ndim == 0 or arr.shape[0] == 0:
-            raise ValueError(f"X must hold at least one image, got shape {arr.shape}.")
-        if arr.ndim == 1:
-            raise ValueError(
-                f"X must be 2-D (flattened images), 3-D (N, H, W) or 4-D images, got a 1-D "
-                f"array of shape {arr.shape}. Reshape your data: X.reshape(-1, 1) for a "
-                "single pixel per sample."
-            )
-        if arr.ndim >= 2 and 0 in arr.shape[1:]:
-            raise ValueError(f"0 feature(s) (shape={arr.shape}) while a minimum of 1 is "
-                             "required: X holds empty images.")
-        if arr.ndim == 2 and hasattr(self, "n_features_in_") and not reset_shape:
-            if arr.shape[1] != self.n_features_in_:
-                raise ValueError(
-                    f"X has {arr.shape[1]} features, but {type(self).__name__} is expecting "
-                    f"{self.n_features_in_} features as input."
-                )
-        scale = 255.0 if arr.dtype == np.uint8 else 1.0
-        arr = arr.astype(np.float32, copy=False)
-        if not np.all(np.isfinite(arr)):
-            raise ValueError("X contains NaN or infinity.")
-        if arr.ndim == 2:
-            arr = self._unflatten(arr)
-        elif arr.ndim == 3:
-            arr = arr[:, None]
-        elif arr.ndim == 4:
-            arr = self._channels_first(arr)
-        else:
-            raise ValueError(f"X must have 2, 3 or 4 dimensions, got shape {arr.shape}.")
-        if scale != 1.0:
-            arr = arr / scale
-        return np.ascontiguousarray(arr, dtype=np.float32)
-
-    def _unflatten(self, arr: np.ndarray) -> np.ndarray:
-        n, d = arr.shape
-        if self.image_shape is not None:
-            shape = tuple(int(s) for s in self.image_shape)
-            if len(shape) == 2:
-                shape = (1, *shape)
-            if len(shape) != 3 or math.prod(shape) != d:
-                raise ValueError(
-                    f"image_shape={self.image_shape!r} does not match the {d} values per row of X."
-                )
-            return arr.reshape(n, *shape)
-        side = math.isqrt(d)
-        if side * side == d:
-            return arr.reshape(n, 1, side, side)
-        # Not a square: read each row as a grey image one pixel high.
-        return arr.reshape(n, 1, 1, d)
-
-    def _channels_first(self, arr: np.ndarray) -> np.ndarray:
-        fmt = self.data_format
-        if fmt not in ("auto", "channels_last", "channels_first"):
-            raise ValueError(
-                "data_format must be 'auto', 'channels_last' or 'channels_first', "
-                f"got {fmt!r}."
-            )
-        if fmt == "auto":
-            first, last = arr.shape[1] <= 4, arr.shape[3] <= 4
-            if first == last:
-                raise ValueError(
-                    f"cannot tell the channel axis of X with shape {arr.shape}; pass "
-                    "data_format='channels_last' (N, H, W, C) or 'channels_first' (N, C, H, W)."
-                )
-            fmt = "channels_first" if first else "channels_last"
-        return arr if fmt == "channels_first" else arr.transpose(0, 3, 1, 2)
-
-    def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
-        arr = self._to_nchw(X, reset_shape=reset)
-        if reset:
-            self.image_shape_ = tuple(int(s) for s in arr.shape[1:])
-            self.n_features_in_ = int(math.prod(self.image_shape_))
-            self.mean_ = arr.mean(axis=(0, 2, 3), dtype=np.float64).astype(np.float32)
-            std = arr.std(axis=(0, 2, 3), dtype=np.float64).astype(np.float32)
-            self.std_ = np.where(std > 1e-6, std, 1.0).astype(np.float32)
-        elif tuple(arr.shape[1:]) != self.image_shape_:
-            raise ValueError(
-                f"X has images of shape {tuple(arr.shape[1:])} (C, H, W) but "
-                f"{type(self).__name__} was fitted on {self.image_shape_}."
-            )
-        arr = (arr - self.mean_[None, :, None, None]) / self.std_[None, :, None, None]
-        _, _, h, w = arr.shape
-        ph, pw = max(0, _MIN_SIDE - h), max(0, _MIN_SIDE - w)
-        if ph or pw:
-            arr = np.pad(arr, ((0, 0), (0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)))
-        return np.ascontiguousarray(arr, dtype=np.float32)
-
-    def _augment(self, xb: torch.Tensor) -> torch.Tensor:
-        if not self.augment:
-            return xb
-        n, _, h, w = xb.shape
-        flip = torch.rand(n, device=xb.device) < 0.5
-        xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)
-        pad = 4
-        padded = F.pad(xb, (pad, pad, pad, pad))
-        dy = torch.randint(0, 2 * pad + 1, (n,)).tolist()
-        dx = torch.randint(0, 2 * pad + 1, (n,)).tolist()
-        return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
 
     # ---------------------------------------------------------------- network
     def _build_module(self, n_classes: int) -> ToDNetwork:
