@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from imblearn.base import is_sampler
 from imblearn.pipeline import Pipeline as ImbPipeline
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -80,10 +81,17 @@ def test_sklearn_pipeline_final_step(digits_small):
         ("scale", StandardScaler()),
         ("clean", ToDCleanser(ToDMLPClassifier(**{**EST, "max_epochs": 2}), drop_fraction=0.1)),
     ])
-    X_kept = pipe.fit_transform(X, y_noisy)
-    assert X_kept.shape == (360, 64)
-    scaled = StandardScaler().fit_transform(X)
-    np.testing.assert_allclose(X_kept, scaled[pipe.named_steps["clean"].sample_indices_])
+    pipe.fit(X, y_noisy)
+    kept = pipe[-1].sample_indices_
+    assert kept.shape == (360,)
+    assert pipe[-1].issues_.shape[0] == 400
+    assert not pipe[-1].issues_["is_issue"].to_numpy()[kept].any()
+
+
+def test_is_an_imblearn_sampler_without_transformer_methods():
+    cl = ToDCleanser()
+    assert is_sampler(cl)
+    assert not hasattr(cl, "fit_transform") and not hasattr(cl, "transform")
 
 
 def test_every_method_scores_from_one_fit(fitted, digits_small):
@@ -157,14 +165,16 @@ def test_confident_joint_matches_cleanlab(fitted):
 @pytest.mark.parametrize(
     "kwargs, exc, match",
     [
-        ({"method": "nope"}, ValueError, "method must be one of"),
+        ({"method": "nope"}, ValueError, "'method' parameter of ToDCleanser"),
         ({"method": "eval_influence"}, ValueError, "needs eval_set"),
         ({"eval_set": ([[0.0]], [0])}, ValueError, "only used by method='eval_influence'"),
         ({"method": "eval_influence", "eval_set": [1, 2, 3]}, ValueError, "tuple"),
-        ({"drop_fraction": 1.5}, ValueError, "drop_fraction must be"),
+        ({"drop_fraction": 1.5}, ValueError, "'drop_fraction' parameter of ToDCleanser"),
         ({"drop_fraction": "half"}, ValueError, "drop_fraction must be"),
-        ({"threshold": float("nan")}, ValueError, "threshold must be a finite number"),
-        ({"estimator": LogisticRegression()}, TypeError, "must be a ToD estimator"),
+        ({"threshold": float("nan")}, ValueError, "'threshold' parameter of ToDCleanser"),
+        ({"estimator": LogisticRegression()}, TypeError, "'estimator' parameter of ToDCleanser"),
+        ({"estimator": ToDMLPClassifier(max_epochs=True)}, ValueError, "'max_epochs' parameter"),
+        ({"sampling_strategy": "some"}, ValueError, "'sampling_strategy' parameter"),
         ({"estimator": ToDMLPClassifier(turn_over=False)}, ValueError, "turn_over=False"),
     ],
 )
@@ -172,12 +182,6 @@ def test_bad_parameters(kwargs, exc, match, digits_small):
     X, _, y_noisy, _ = digits_small
     with pytest.raises(exc, match=match):
         ToDCleanser(**kwargs).fit(X[:20], y_noisy[:20])
-
-
-def test_fit_transform_needs_y(digits_small):
-    X, *_ = digits_small
-    with pytest.raises(ValueError, match="needs y"):
-        ToDCleanser().fit_transform(X)
 
 
 def test_bad_data_reaches_the_user_named(digits_small):

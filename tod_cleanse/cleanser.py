@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import logging
-import numbers
-import sys
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, clone
+from imblearn.under_sampling.base import BaseCleaningSampler
+from imblearn.utils import check_target_type
+from sklearn import config_context
+from sklearn.base import clone
 from sklearn.utils import _safe_indexing
-from sklearn.utils._available_if import available_if
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._constraints import StrOptions, real_interval
 from .estimators.base import BaseToDClassifier
-from .scores import DEFAULT_METHOD, METHODS, cleansing_scores, estimate_issue_count, flag_issues
+from .scores import (
+    DEFAULT_METHOD,
+    METHODS,
+    check_cleansing_params,
+    cleansing_scores,
+    select_issues,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -62,14 +69,17 @@ def fitted_scores(estimator: BaseToDClassifier, method: str,
     )
 
 
-class ToDCleanser(BaseEstimator):
+class ToDCleanser(BaseCleaningSampler):
     """Cleaning sampler: fit a ToD estimator once, drop the most harmful training rows.
 
-    Follows imbalanced-learn's sampler contract (``fit_resample`` returns the kept
-    ``X, y``; ``sample_indices_`` holds the kept positions), so it works as an
-    intermediate step of :class:`imblearn.pipeline.Pipeline`, and it has
-    ``fit_transform`` (but no ``transform``: sklearn's ``transform`` never removes
-    rows), so it works as the final step of :class:`sklearn.pipeline.Pipeline`.
+    An imbalanced-learn cleaning sampler (``imblearn.base.is_sampler`` is true):
+    :meth:`fit_resample` validates its input and returns the kept ``X, y``, and
+    ``sample_indices_`` holds the kept positions. So it is an intermediate step of
+    :class:`imblearn.pipeline.Pipeline`, and it may end a
+    :class:`sklearn.pipeline.Pipeline` (``fit``, then read ``[-1].sample_indices_``
+    or ``[-1].issues_``). It has no ``transform`` and no ``fit_transform``: a
+    scikit-learn transformer returns one output row per input row, so it cannot
+    drop rows; resampling is what imbalanced-learn's ``fit_resample`` is for.
 
     Every score is oriented so that more negative = more harmful; see
     :mod:`tod_cleanse.scores` and the README for each method's formula.
@@ -92,6 +102,12 @@ class ToDCleanser(BaseEstimator):
         Drop every row whose score is below this value.
     eval_set : tuple (X_val, y_val) or None, default=None
         Validation data for ``method="eval_influence"``.
+    sampling_strategy : str, list or callable, default="all"
+        The classes whose rows may be dropped (imbalanced-learn's cleaning-sampler
+        convention: ``"all"``, ``"majority"``, ``"not minority"``,
+        ``"not majority"``, ``"auto"`` = ``"not minority"``, a list of classes, or
+        a callable). Rows of other classes are kept even when the rule above
+        flags them (``issues_["is_issue"]`` stays ``False`` for them).
 
     Attributes
     ----------
@@ -102,12 +118,19 @@ class ToDCleanser(BaseEstimator):
         Signed score per training row; more negative = more harmful.
     sample_indices_ : ndarray of int
         Positions of the kept rows, in input order.
+    sampling_strategy_ : dict
+        The classes that may lose rows (keys).
     issues_ : pandas.DataFrame
-        One row per training row: ``key``, ``score``, ``rank`` (1 = most harmful),
-        ``is_issue``, ``label``, ``oos_label``, ``oos_proba_label``,
+        One row per training row: ``key`` (the raw instance key the estimator
+        kept, ``estimator_.instance_keys_``), ``score``, ``rank`` (1 = most
+        harmful), ``is_issue``, ``label``, ``oos_label``, ``oos_proba_label``,
         ``oos_confidence``, ``self_influence``. Its index is X's index for a
         DataFrame, else the row positions.
     n_dropped_ : int
+    n_features_in_ : int
+        Defined when ``X`` is a 2-D array or a DataFrame.
+    feature_names_in_ : ndarray of str
+        Defined when ``X`` is a DataFrame with string column names.
 
     Examples
     --------
@@ -126,51 +149,111 @@ class ToDCleanser(BaseEstimator):
     True
     """
 
+    _parameter_constraints: dict = {
+        **BaseCleaningSampler._parameter_constraints,
+        "estimator": [BaseToDClassifier, None],
+        "method": [StrOptions(set(METHODS))],
+        "drop_fraction": [StrOptions({"auto"}), real_interval(0, 1, closed="left"), str],
+        "threshold": [real_interval(None, None, closed="neither"), None],
+        "eval_set": [tuple, list, None],
+    }
+
     def __init__(
         self,
         estimator: BaseToDClassifier | None = None,
+        *,
         method: str = DEFAULT_METHOD,
         drop_fraction: float | str = "auto",
         threshold: float | None = None,
         eval_set: tuple[Any, Any] | None = None,
+        sampling_strategy: Any = "all",
     ) -> None:
+        super().__init__(sampling_strategy=sampling_strategy)
         self.estimator = estimator
         self.method = method
         self.drop_fraction = drop_fraction
         self.threshold = threshold
         self.eval_set = eval_set
 
-    def _check_params(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}.")
-        if self.method == "eval_influence" and self.eval_set is None:
-            raise ValueError("method='eval_influence' needs eval_set=(X_val, y_val).")
-        if self.eval_set is not None:
-            if self.method != "eval_influence":
-                raise ValueError(
-                    f"eval_set is only used by method='eval_influence', got method={self.method!r}."
-                )
-            if not isinstance(self.eval_set, tuple | list) or len(self.eval_set) != 2:
-                raise ValueError("eval_set must be a tuple (X_val, y_val).")
-        if self.threshold is not None:
-            if not isinstance(self.threshold, numbers.Real) or not np.isfinite(self.threshold):
-                raise ValueError(f"threshold must be a finite number, got {self.threshold!r}.")
-        elif self.drop_fraction != "auto":
-            frac = self.drop_fraction
-            if isinstance(frac, bool) or not isinstance(frac, numbers.Real) or not 0 <= frac < 1:
-                raise ValueError(
-                    f"drop_fraction must be 'auto' or a number in [0, 1), got {frac!r}."
-                )
-        if self.estimator is not None and not isinstance(self.estimator, BaseToDClassifier):
-            raise TypeError(
-                "estimator must be a ToD estimator (ToDMLPClassifier, ToDBertClassifier, "
-                f"ToDVGGClassifier), got {type(self.estimator).__name__}."
-            )
-        if self.estimator is not None and not getattr(self.estimator, "turn_over", True):
+    def _check_X_y(self, X: Any, y: Any, accept_sparse: Any = None) -> tuple[Any, Any, bool]:
+        """Validate ``y``; leave ``X`` to the estimator (texts, images, DataFrames...).
+
+        ``X`` keeps its type (a DataFrame keeps its index), except a list, which
+        becomes an array (imbalanced-learn turns the kept rows back into a list).
+        """
+        y, binarize_y = check_target_type(y, indicate_one_vs_all=True)
+        if isinstance(X, list):
+            try:
+                X = np.asarray(X)
+            except ValueError:  # ragged rows
+                X = np.array(X + [None], dtype=object)[:-1]
+        n_x = X.shape[0] if hasattr(X, "shape") else None if isinstance(X, dict) else len(X)
+        if n_x is not None and n_x != y.shape[0]:
+            raise ValueError(f"y has {y.shape[0]} entries but X has {n_x} rows.")
+        X = validate_data(self, X, reset=True, skip_check_array=True)
+        return X, y, binarize_y
+
+    def _make_estimator(self) -> BaseToDClassifier:
+        if self.estimator is None:
+            from .estimators.mlp import ToDMLPClassifier
+
+            return ToDMLPClassifier()
+        if not self.estimator.turn_over:
             raise ValueError("estimator has turn_over=False: ToDCleanser needs turn-over dropout.")
+        return clone(self.estimator)
+
+    def _fit_resample(self, X: Any, y: Any, instance_keys: Any = None) -> tuple[Any, Any]:
+        method, drop_fraction, threshold = check_cleansing_params(
+            self.method, self.drop_fraction, self.threshold, self.eval_set
+        )
+        est = self._make_estimator()
+        # The estimator is a user-given object: validate its parameters even though
+        # imbalanced-learn's fit_resample skips nested validation.
+        with config_context(skip_parameter_validation=False):
+            est.fit(X, y, instance_keys=instance_keys)
+        self.estimator_ = est
+        self.method_ = method
+        labels = est.y_train_
+        scores = fitted_scores(est, method, self.eval_set)
+        rank, is_issue = select_issues(scores, labels, est.train_proba_,
+                                       drop_fraction=drop_fraction, threshold=threshold)
+        is_issue &= np.isin(np.asarray(y), list(self.sampling_strategy_))
+        self.scores_ = scores
+        self.sample_indices_ = np.flatnonzero(~is_issue)
+        self.n_dropped_ = int(is_issue.sum())
+        self.issues_ = self._issues_frame(X, scores, rank, is_issue)
+        logger.info("ToDCleanser(method=%s) flags %d of %d rows", method, self.n_dropped_,
+                    labels.shape[0])
+        return (_safe_indexing(X, self.sample_indices_),
+                _safe_indexing(y, self.sample_indices_))
+
+    def _issues_frame(self, X: Any, scores: np.ndarray, rank: np.ndarray,
+                      is_issue: np.ndarray) -> pd.DataFrame:
+        est = self.estimator_
+        labels = est.y_train_
+        n = labels.shape[0]
+        oos_label = np.argmax(est.oos_proba_, axis=1)
+        index = X.index if isinstance(X, pd.DataFrame | pd.Series) else pd.RangeIndex(n)
+        return pd.DataFrame(
+            {
+                "key": est.instance_keys_,
+                "score": scores,
+                "rank": rank,
+                "is_issue": is_issue,
+                "label": est.classes_[labels],
+                "oos_label": est.classes_[oos_label],
+                "oos_proba_label": est.oos_proba_[np.arange(n), labels],
+                "oos_confidence": est.oos_proba_.max(axis=1),
+                "self_influence": est.self_influence_,
+            },
+            index=index,
+        )
 
     def fit(self, X: Any, y: Any, instance_keys: Any = None) -> ToDCleanser:
         """Fit the ToD estimator on ``(X, y)`` and score every training row.
+
+        The same work as :meth:`fit_resample`, returning ``self`` (so the
+        cleanser can end a :class:`sklearn.pipeline.Pipeline`).
 
         Parameters
         ----------
@@ -184,108 +267,34 @@ class ToDCleanser(BaseEstimator):
         -------
         self
         """
-        self._check_params()
-        if self.estimator is None:
-            from .estimators.mlp import ToDMLPClassifier
-
-            est = ToDMLPClassifier()
-        else:
-            est = clone(self.estimator)
-        est.fit(X, y, instance_keys=instance_keys)
-        self.estimator_ = est
-        self.method_ = self.method
-        labels = est.y_train_
-        scores = fitted_scores(est, self.method, self.eval_set)
-        n = labels.shape[0]
-        rank, is_issue = flag_issues(
-            scores,
-            drop_fraction=self.drop_fraction,
-            threshold=self.threshold,
-            auto_count=estimate_issue_count(est.train_proba_, labels),
-        )
-        self.scores_ = scores
-        self.sample_indices_ = np.flatnonzero(~is_issue)
-        self.n_dropped_ = int(is_issue.sum())
-        oos_label = np.argmax(est.oos_proba_, axis=1)
-        index = X.index if isinstance(X, pd.DataFrame | pd.Series) else pd.RangeIndex(n)
-        keys = np.asarray(instance_keys) if instance_keys is not None else np.arange(n)
-        self.issues_ = pd.DataFrame(
-            {
-                "key": keys,
-                "score": scores,
-                "rank": rank,
-                "is_issue": is_issue,
-                "label": est.classes_[labels],
-                "oos_label": est.classes_[oos_label],
-                "oos_proba_label": est.oos_proba_[np.arange(n), labels],
-                "oos_confidence": est.oos_proba_.max(axis=1),
-                "self_influence": est.self_influence_,
-            },
-            index=index,
-        )
-        logger.info("ToDCleanser(method=%s) flags %d of %d rows", self.method, self.n_dropped_, n)
+        self.fit_resample(X, y, instance_keys=instance_keys)
         return self
 
-    def fit_resample(self, X: Any, y: Any, **fit_params: Any) -> tuple[Any, Any]:
+    def fit_resample(self, X: Any, y: Any, instance_keys: Any = None) -> tuple[Any, Any]:
         """Fit, then return the kept rows of ``X`` and ``y`` (imbalanced-learn contract).
 
         A DataFrame ``X`` (or Series ``y``) comes back as one, with the original
-        index of the kept rows.
+        index of the kept rows; a list comes back as a list.
 
         Parameters
         ----------
         X : array-like
         y : array-like of shape (n_samples,)
-        **fit_params : passed to :meth:`fit` (e.g. ``instance_keys``).
+        instance_keys : array-like of shape (n_samples,), optional
+            Stable unique keys, passed to the estimator's ``fit``.
 
         Returns
         -------
         X_kept, y_kept
         """
-        self.fit(X, y, **fit_params)
-        return _safe_indexing(X, self.sample_indices_), _safe_indexing(y, self.sample_indices_)
-
-    def _fit_transform_visible(self) -> bool:
-        """Hide ``fit_transform`` from imbalanced-learn's ``Pipeline._fit`` only.
-
-        imbalanced-learn (0.12+) routes an intermediate step through
-        ``fit_transform`` whenever it has one, *before* trying ``fit_resample``,
-        which would keep every label and break the X/y alignment. sklearn's
-        ``Pipeline.fit_transform`` needs ``fit_transform`` on its final step. A
-        cleaning step has to serve both, so the attribute is reported missing when
-        (and only when) imbalanced-learn's pipeline asks for it.
-        """
-        frame = sys._getframe(1)
-        for _ in range(8):
-            if frame is None:
-                break
-            module = frame.f_globals.get("__name__", "")
-            if module.startswith("imblearn.") and frame.f_code.co_name == "_fit":
-                return False
-            frame = frame.f_back
-        return True
-
-    @available_if(_fit_transform_visible)
-    def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> Any:
-        """Fit, then return the kept rows of ``X`` (final step of a sklearn Pipeline).
-
-        Parameters
-        ----------
-        X : array-like
-        y : array-like of shape (n_samples,)
-            Required (the labels are what is being checked).
-        **fit_params : passed to :meth:`fit`.
-
-        Returns
-        -------
-        X_kept
-        """
-        if y is None:
-            raise ValueError("ToDCleanser.fit_transform needs y: cleansing checks the labels.")
-        self.fit(X, y, **fit_params)
-        return _safe_indexing(X, self.sample_indices_)
+        return super().fit_resample(X, y, instance_keys=instance_keys)
 
     def get_kept_mask(self) -> np.ndarray:
         """Boolean mask of the kept rows, in input order."""
         check_is_fitted(self)
         return ~self.issues_["is_issue"].to_numpy()
+
+    def __sklearn_tags__(self):  # noqa: D105 - imbalanced-learn's tags
+        tags = super().__sklearn_tags__()
+        tags.sampler_tags.sample_indices = True
+        return tags
