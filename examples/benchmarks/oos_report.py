@@ -1,0 +1,132 @@
+"""Tables and plot of ``oos_study.py`` (issue 11). Benchmark-only code."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+
+def _f(v, nd: int = 3) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
+
+
+def row_line(r: dict) -> str:
+    """One console line per (design, cell)."""
+    return (f"[{r['cell']}] {r['design']:10s} flagged {r['n_flagged']:4d} "
+            f"P {_f(r['precision'])} R {_f(r['recall'])} APq {_f(r['ap_quality'])} "
+            f"acc_clean {r['acc_clean']:.3f} APsi {_f(r.get('ap_self_influence'))} "
+            f"auto {r.get('auto')} / {r['n_flipped']} cpu {r['cpu']:.1f}s")
+
+
+def _targets(r: dict, cv: dict) -> dict[str, bool]:
+    """Which of the issue's targets a design meets on one cell (vs its CV row)."""
+    t = {"acc": r["acc_clean"] >= cv["acc_clean"] - 0.02,
+         "cost": r["cpu"] <= 0.35 * cv["cpu"]}
+    nf = r["n_flipped"]
+    if nf:
+        t["P/R"] = (r["precision"] >= cv["precision"] - 0.02
+                    and r["recall"] >= cv["recall"] - 0.02)
+        t["APq"] = r["ap_quality"] >= cv["ap_quality"]
+        t["APsi"] = r.get("ap_self_influence", 0) >= cv["ap_quality"]
+        t["count"] = abs(r["auto"] - nf) <= 0.2 * nf
+    else:
+        t["count"] = r["auto"] <= 0.02 * r["n"]
+    return t
+
+
+def markdown(data: list[dict], designs: dict) -> str:
+    """Per-cell tables (every design, losers included) and a targets summary."""
+    cells = list(dict.fromkeys(r["cell"] for r in data))
+    by = {(r["design"], r["cell"]): r for r in data}
+    order = ["cv5", "cv5-w1024"] + list(designs)
+    out = ["# Issue 11: one-run out-of-sample view vs 5-fold CV\n",
+           "Written by `examples/benchmarks/oos_study.py --report` from `study.json`. "
+           "CV = the same MLP (256, 256) trained without ToD (ordinary dropout 0.5), 5 folds. "
+           "`cost` = CPU seconds of one process (1 torch thread) for training + scoring, "
+           "and its ratio to 5-fold CV in the same run. `auto` = the package's drop count "
+           "(`estimate_issue_count` on the design's `oos_proba_`); `cj_full` = the old count "
+           "(same function on `train_proba_` at the time of the run); `cl_offdiag` = "
+           "cleanlab's `num_label_issues`. A `+T` design fits one temperature on the "
+           "out-of-sample rows before cleanlab sees them.\n"]
+    out.append("## Designs\n")
+    out.append("| design | what it changes |")
+    out.append("|---|---|")
+    for name, (what, _, _) in designs.items():
+        out.append(f"| {name} | {what} |")
+    summary: dict[str, dict[str, list[bool]]] = {}
+    for cell in cells:
+        cv = by.get(("cv5", cell))
+        out.append(f"\n## {cell}\n")
+        out.append("| design | flagged | precision | recall | AP quality | acc clean rows | "
+                   "AP self-infl. | AP default | auto / flipped | cj_full | cl_offdiag | offdiag | "
+                   "offdiag_full | T | "
+                   "cost s (ratio) | targets missed |")
+        out.append("|---|" + "---|" * 15)
+        for name in order:
+            r = by.get((name, cell))
+            if r is None:
+                continue
+            ratio = f" ({r['cpu'] / cv['cpu']:.2f})" if cv and name != "cv5" else ""
+            missed = "–"
+            if cv and not name.startswith("cv5"):
+                t = _targets(r, cv)
+                for k, v in t.items():
+                    summary.setdefault(name, {}).setdefault(k, []).append(v)
+                missed = ", ".join(k for k, v in t.items() if not v) or "none"
+            out.append(
+                f"| {name} | {r['n_flagged']} | {_f(r['precision'])} | {_f(r['recall'])} | "
+                f"{_f(r['ap_quality'])} | {r['acc_clean']:.3f} | "
+                f"{_f(r.get('ap_self_influence'))} | {_f(r.get('ap_default'))} | "
+                f"{r.get('auto')} / {r['n_flipped']} | {r.get('cj_full', '–')} | "
+                f"{r.get('cl_offdiag', '–')} | {r.get('offdiag', '–')} | "
+                f"{r.get('offdiag_full', '–')} | "
+                f"{_f(r.get('temperature'), 2)} | "
+                f"{r['cpu']:.1f}{ratio} | {missed} |")
+    out.append("\n## Targets met (cells meeting / cells measured)\n")
+    keys = ["P/R", "APq", "acc", "APsi", "count", "cost"]
+    out.append("| design | " + " | ".join(keys) + " |")
+    out.append("|---|" + "---|" * len(keys))
+    for name in order:
+        if name not in summary:
+            continue
+        s = summary[name]
+        out.append(f"| {name} | " + " | ".join(
+            f"{sum(s[k])}/{len(s[k])}" if k in s else "–" for k in keys) + " |")
+    return "\n".join(out) + "\n"
+
+
+def plot_pr(data: list[dict], path: Path) -> None:
+    """Precision and recall of ``find_label_issues``: each design vs CV, per noisy cell."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = [c for c in dict.fromkeys(r["cell"] for r in data)
+             if any(r["cell"] == c and r["n_flipped"] for r in data)]
+    if not cells:
+        return
+    cols = min(4, len(cells))
+    rows = int(np.ceil(len(cells) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.6 * rows), squeeze=False)
+    for ax, cell in zip(axes.flat, cells, strict=False):
+        for r in (r for r in data if r["cell"] == cell):
+            cv = r["design"].startswith("cv5")
+            ax.scatter(r["recall"], r["precision"], marker="*" if cv else "o",
+                       s=160 if cv else 30, color="black" if cv else None, zorder=3 if cv else 2)
+            ax.annotate(r["design"], (r["recall"], r["precision"]), fontsize=6,
+                        xytext=(3, 2), textcoords="offset points")
+        ax.set_title(cell, fontsize=9)
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(cells):]:
+        ax.axis("off")
+    fig.suptitle("find_label_issues: one ToD run (dots) vs 5-fold CV (star)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -1,0 +1,266 @@
+"""Issue 11: is one ToD run's out-of-sample view as good as 5-fold cross-validation?
+
+For every design (estimator settings plus optional post-processing of the flipped
+sub-network's probabilities) and every cell (dataset x label noise), it measures in
+the same process, against cleanlab on 5-fold CV ``pred_probs`` of the same MLP
+trained without ToD (the pre-issue defaults, ``p=0.5`` ordinary dropout):
+
+* ``find_label_issues`` on the one-run ``pred_probs``: flagged / precision / recall;
+* AP of ``get_label_quality_scores`` on them;
+* accuracy of the out-of-sample argmax on the clean (unflipped) training rows;
+* AP of self-influence (the paper's score) and of the default cleansing score;
+* the ``"auto"`` drop count (:func:`tod_cleanse.scores.estimate_issue_count`) and
+  candidate counts, against the true number of flipped rows;
+* CPU time of the one ToD run (training + scoring) over that of 5-fold CV.
+
+Usage (repository root)::
+
+    nice -n 10 .venv/bin/python examples/benchmarks/oos_study.py --cells digits \
+        --designs base,p7,p7i3
+    .venv/bin/python examples/benchmarks/oos_study.py --report   # tables + plot only
+
+Results are merged into ``results/oos/study.json`` (one entry per design x cell);
+``--report`` writes ``results/oos/study.md`` and ``results/oos/pr_tod_vs_cv.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_lib as bl  # noqa: E402
+import oos_report  # noqa: E402
+import torch  # noqa: E402
+from sklearn.metrics import average_precision_score  # noqa: E402
+
+from tod_cleanse import ToDMLPClassifier  # noqa: E402
+from tod_cleanse.cleanser import fitted_scores  # noqa: E402
+from tod_cleanse.diagnostics import fit_temperature, softmax_temperature  # noqa: E402
+from tod_cleanse.scores import DEFAULT_METHOD, confident_joint_issues, estimate_issue_count  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "results" / "oos"
+
+#: name -> (what it changes, estimator parameters, post-processing of oos_proba_).
+#: ``post`` = "raw" (as the estimator returns it) or "temp" (one temperature fitted
+#: by the study on the out-of-sample rows; "as is" once the estimator does it itself).
+DESIGNS: dict[str, tuple[str, dict, str]] = {
+    "base": ("pre-issue defaults: p=0.5, no inner dropout", dict(p=0.5, inner_p=0.0), "raw"),
+    "base+T": ("p=0.5, temperature on oos rows", dict(p=0.5, inner_p=0.0), "temp"),
+    "p7": ("p=0.7", dict(p=0.7, inner_p=0.0), "raw"),
+    "p7i3": ("p=0.7, inner_p=0.3", dict(p=0.7, inner_p=0.3), "raw"),
+    "p7i3+T": ("p=0.7, inner_p=0.3, temperature", dict(p=0.7, inner_p=0.3), "temp"),
+    "p8i3": ("p=0.8, inner_p=0.3", dict(p=0.8, inner_p=0.3), "raw"),
+    "p8i3+T": ("p=0.8, inner_p=0.3, temperature", dict(p=0.8, inner_p=0.3), "temp"),
+    "p9i3+T": ("p=0.9, inner_p=0.3, temperature", dict(p=0.9, inner_p=0.3), "temp"),
+    "p8i5+T": ("p=0.8, inner_p=0.5, temperature", dict(p=0.8, inner_p=0.5), "temp"),
+    "p8i3w512+T": ("p=0.8, inner_p=0.3, hidden (512, 512), temperature",
+                   dict(p=0.8, inner_p=0.3, hidden_layer_sizes=(512, 512)), "temp"),
+    "p8i3e40+T": ("p=0.8, inner_p=0.3, 40 epochs, temperature",
+                  dict(p=0.8, inner_p=0.3, max_epochs=40), "temp"),
+    "w1024p7i3+T": ("one hidden layer of 1024, p=0.7, inner_p=0.3, temperature",
+                    dict(p=0.7, inner_p=0.3, hidden_layer_sizes=(1024,)), "temp"),
+    "w1024p5i3+T": ("one hidden layer of 1024, p=0.5, inner_p=0.3, temperature",
+                    dict(p=0.5, inner_p=0.3, hidden_layer_sizes=(1024,)), "temp"),
+    "w2048p7i3+T": ("one hidden layer of 2048, p=0.7, inner_p=0.3, temperature",
+                    dict(p=0.7, inner_p=0.3, hidden_layer_sizes=(2048,)), "temp"),
+    "w1024p8i5+T": ("one hidden layer of 1024, p=0.8, inner_p=0.5, temperature",
+                    dict(p=0.8, inner_p=0.5, hidden_layer_sizes=(1024,)), "temp"),
+    "w1024p7i3e40+T": ("one hidden layer of 1024, p=0.7, inner_p=0.3, 40 epochs, temperature",
+                       dict(p=0.7, inner_p=0.3, hidden_layer_sizes=(1024,), max_epochs=40),
+                       "temp"),
+    "g2": ("complementary halves: mask_groups=2, p=0.5 (2-fold CV in one net)",
+           dict(p=0.5, inner_p=0.0, mask_groups=2), "raw"),
+    "g2i3+T": ("mask_groups=2, p=0.5, inner_p=0.3, temperature",
+               dict(p=0.5, inner_p=0.3, mask_groups=2), "temp"),
+    "p7i3e30+T": ("p=0.7, inner_p=0.3, 30 epochs, temperature",
+                  dict(p=0.7, inner_p=0.3, max_epochs=30), "temp"),
+    "default": ("the package defaults as they are now", {}, "raw"),
+}
+#: The CV reference: the same MLP without ToD, pre-issue settings (fixed, so that
+#: changing the defaults does not move the yardstick).
+CV_PARAMS = dict(p=0.5, inner_p=0.0)
+#: A second yardstick: CV of the wide one-layer network (ordinary dropout 0.5).
+CV_WIDE = dict(p=0.5, inner_p=0.0, hidden_layer_sizes=(1024,))
+
+
+def overlap_split(n: int = 600, seed: int = 0) -> bl.Split:
+    """Three Gaussian classes that overlap, every label correct (make_classification,
+    ``flip_y=0``): the "clean labels, ambiguous classes" cell."""
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=3 * n, n_features=20, n_informative=5,
+                               n_redundant=2, n_classes=3, n_clusters_per_class=2,
+                               class_sep=0.8, flip_y=0.0, random_state=seed)
+    X = X.astype(np.float32)
+    a, b = n, n + n // 4
+    return bl.Split("overlap", X[:a], y[:a], X[a:b], y[a:b], X[b:], y[b:])
+
+
+def cells(which: str) -> list[dict]:
+    out = []
+    if which in ("digits", "all"):
+        out += [dict(dataset="digits", kind=k, rate=r) for k, r in
+                [("uniform", 0.1), ("uniform", 0.2), ("uniform", 0.4), ("class", 0.2),
+                 ("clean", 0.0)]]
+    if which in ("overlap", "all", "clean"):
+        out.append(dict(dataset="overlap", kind="clean", rate=0.0))
+    if which in ("fashion", "all"):
+        out += [dict(dataset="fashion_mnist", n_train=3000, kind=k, rate=r) for k, r in
+                [("uniform", 0.1), ("uniform", 0.2), ("class", 0.2), ("clean", 0.0)]]
+    if which == "clean":
+        out += [dict(dataset="digits", kind="clean", rate=0.0),
+                dict(dataset="fashion_mnist", n_train=3000, kind="clean", rate=0.0)]
+    return out
+
+
+def cell_name(c: dict) -> str:
+    n = f"-{c['n_train']}" if "n_train" in c else ""
+    return f"{c['dataset']}{n}-{c['kind']}{int(round(100 * c['rate']))}"
+
+
+def load_cell(c: dict) -> tuple[bl.Split, np.ndarray, np.ndarray]:
+    if c["dataset"] == "digits":
+        split = bl.load_digits_split()
+    elif c["dataset"] == "overlap":
+        split = overlap_split()
+    else:
+        if not bl.fashion_mnist_available():
+            raise bl.Skip(f"Fashion-MNIST is not installed; run: {bl.FMNIST_INSTALL}")
+        split = bl.load_fashion_mnist_split(n_train=c["n_train"], n_test=2000)
+    if c["kind"] == "clean":
+        return split, split.y_train.copy(), np.zeros(len(split.y_train), bool)
+    y, flipped = bl.inject_noise(split.y_train, c["rate"], c["kind"], split.name)
+    return split, y, flipped
+
+
+def base_estimator() -> ToDMLPClassifier:
+    return ToDMLPClassifier(verbose=0)
+
+
+def cleanlab_metrics(labels, pred, flipped) -> dict:
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    fl = find_label_issues(labels, pred)
+    q = get_label_quality_scores(labels, pred)
+    clean = ~flipped
+    out = {"n_flagged": int(fl.sum()),
+           "precision": float(flipped[fl].mean()) if fl.any() else float("nan"),
+           "recall": float(fl[flipped].mean()) if flipped.any() else float("nan"),
+           "acc_clean": float(np.mean(pred[clean].argmax(1) == labels[clean]))}
+    out["ap_quality"] = (float(average_precision_score(flipped, -q)) if flipped.any()
+                         else float("nan"))
+    return out
+
+
+def counts(est, proba: np.ndarray, labels: np.ndarray) -> dict:
+    """Candidate drop counts (see the report for which one the package uses)."""
+    from cleanlab.count import num_label_issues
+
+    return {"auto": int(estimate_issue_count(proba, labels)),
+            "cj_full": int(estimate_issue_count(est.train_proba_, labels)),
+            "cl_offdiag": int(num_label_issues(labels, proba)),
+            "argmax_disagree": int(np.sum(proba.argmax(1) != labels)),
+            "offdiag": int(confident_joint_issues(proba, labels).sum()),
+            "offdiag_full": int(confident_joint_issues(est.train_proba_, labels).sum())}
+
+
+def run_design(name: str, c: dict, split, y, flipped, seed: int) -> dict:
+    _, params, post = DESIGNS[name]
+    est = bl.bench_class(base_estimator().set_params(random_state=seed, **params))
+    est.fit(split.X_train, y)
+    labels = est.y_train_
+    proba = est.oos_proba_.astype(np.float64)
+    temp = 1.0
+    if post == "temp":
+        logits = np.log(np.maximum(proba, 1e-30))
+        temp = fit_temperature(logits, labels)
+        proba = softmax_temperature(logits, temp)
+    res = {"design": name, "cell": cell_name(c), "n": int(len(y)),
+           "n_flipped": int(flipped.sum()), "temperature": temp,
+           "cpu": float(est.train_time_[1] + est.score_time_[1]),
+           "test_acc": float(est.score(split.X_test, split.y_test))}
+    res.update(cleanlab_metrics(labels, proba, flipped))
+    res.update(counts(est, proba, labels))
+    if flipped.any():
+        res["ap_self_influence"] = float(average_precision_score(flipped, est.self_influence_))
+        res["ap_default"] = float(average_precision_score(
+            flipped, -fitted_scores(est, DEFAULT_METHOD, None)))
+    return res
+
+
+def run_cv(c: dict, split, y, flipped, seed: int, name: str = "cv5",
+           params: dict = CV_PARAMS) -> dict:
+    est = base_estimator().set_params(**params)
+    pred, t_train, t_score = bl.cv_pred_probs(est, split.X_train, y, seed)
+    res = {"design": name, "cell": cell_name(c), "n": int(len(y)),
+           "n_flipped": int(flipped.sum()), "cpu": float(t_train[1] + t_score[1])}
+    res.update(cleanlab_metrics(y, pred, flipped))
+    from cleanlab.count import num_label_issues
+
+    res["cl_offdiag"] = int(num_label_issues(y, pred))
+    res["auto"] = int(estimate_issue_count(pred, y))
+    return res
+
+
+def merge(rows: list[dict]) -> None:
+    path = OUT / "study.json"
+    old = json.loads(path.read_text()) if path.exists() else []
+    keyed = {(r["design"], r["cell"]): r for r in old}
+    for r in rows:
+        keyed[(r["design"], r["cell"])] = r
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(list(keyed.values()), indent=1))
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--cells", default="digits",
+                    help="digits, fashion, overlap, clean or all (default digits)")
+    ap.add_argument("--only", default=None, help="only cells whose name contains this")
+    ap.add_argument("--designs", default=",".join(DESIGNS),
+                    help=f"comma-separated subset of {', '.join(DESIGNS)}")
+    ap.add_argument("--no-cv", action="store_true", help="reuse the stored CV rows")
+    ap.add_argument("--wide-cv", action="store_true",
+                    help="also 5-fold CV of the one-layer 1024-wide network")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--report", action="store_true", help="only write the tables and plot")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    OUT.mkdir(parents=True, exist_ok=True)
+    if not args.report:
+        for c in cells(args.cells):
+            if args.only and args.only not in cell_name(c):
+                continue
+            try:
+                split, y, flipped = load_cell(c)
+            except bl.Skip as exc:
+                print(f"[{cell_name(c)}] SKIPPED: {exc}", flush=True)
+                continue
+            bl.warmup(base_estimator(), split)
+            rows = [] if args.no_cv else [run_cv(c, split, y, flipped, args.seed)]
+            if args.wide_cv:
+                rows.append(run_cv(c, split, y, flipped, args.seed, "cv5-w1024", CV_WIDE))
+            for name in args.designs.split(","):
+                rows.append(run_design(name, c, split, y, flipped, args.seed))
+                merge(rows)
+                print(oos_report.row_line(rows[-1]), flush=True)
+            for r in rows:
+                if r["design"].startswith("cv5"):
+                    print(oos_report.row_line(r), flush=True)
+    data = json.loads((OUT / "study.json").read_text())
+    (OUT / "study.md").write_text(oos_report.markdown(data, DESIGNS))
+    oos_report.plot_pr(data, OUT / "pr_tod_vs_cv.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
