@@ -1,4 +1,4 @@
-"""The cleanlab plug-in: Datalab issue type, one-run pred_probs, comparison, CLI."""
+"""The cleanlab plug-in: Datalab issue type, one-run pred_probs, comparison."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 import torch
 from cleanlab import Datalab
+from cleanlab.datalab.internal import issue_manager_factory
+from cleanlab.datalab.internal.issue_manager import IssueManager
 from cleanlab.datalab.internal.issue_manager_factory import REGISTRY
 from cleanlab.datalab.internal.task import Task
 from cleanlab.filter import find_label_issues
@@ -19,7 +21,7 @@ from sklearn.exceptions import NotFittedError
 
 from tod_cleanse import ToDCleanser, ToDMLPClassifier
 from tod_cleanse.adapters import cleanlab as tcl
-from tod_cleanse.cli import main
+from tod_cleanse.noise import flip_labels
 from tod_cleanse.scores import DEFAULT_METHOD, METHODS, cleansing_scores
 
 COLUMNS = [
@@ -84,13 +86,57 @@ def lab_unfitted(data, est):
 # ----------------------------------------------------------------- registration
 def test_registered_on_import_and_idempotent(capsys):
     registry = REGISTRY[Task.CLASSIFICATION]
-    # registered by the import (pytest may also have imported adapters/cleanlab.py under a
-    # second module name for its doctests; that twin registers the same class by name)
+    # registered by the import (pytest may also have imported adapters/cleanlab/ under a
+    # second module name for its doctests; that twin's class counts as the same manager)
     assert registry["tod_influence"].__qualname__ == "ToDInfluenceIssueManager"
-    tcl._register()
-    tcl._register()
-    assert registry["tod_influence"] is tcl.ToDInfluenceIssueManager
+    assert tcl.register_issue_manager() is registry["tod_influence"]
+    assert tcl.register_issue_manager() is registry["tod_influence"]
     assert "Overwriting" not in capsys.readouterr().out  # cleanlab prints this on a clash
+
+
+@pytest.fixture
+def register_spy(monkeypatch):
+    """Record calls to cleanlab's public register; the registry is restored afterwards."""
+    calls = []
+    real = issue_manager_factory.register
+
+    def spy(cls, task="classification"):
+        calls.append((cls, task))
+        return real(cls, task=task)
+
+    monkeypatch.setattr(issue_manager_factory, "register", spy)
+    return calls
+
+
+def test_registration_goes_through_cleanlab_register(register_spy, monkeypatch, data, capsys):
+    _, y, mask = data
+    monkeypatch.delitem(REGISTRY[Task.CLASSIFICATION], "tod_influence")
+    assert tcl.register_issue_manager() is tcl.ToDInfluenceIssueManager
+    assert tcl.register_issue_manager() is tcl.ToDInfluenceIssueManager  # idempotent
+    assert register_spy == [(tcl.ToDInfluenceIssueManager, "classification")]
+    assert REGISTRY[Task.CLASSIFICATION]["tod_influence"] is tcl.ToDInfluenceIssueManager
+    assert "Overwriting" not in capsys.readouterr().out
+    lab = _lab(y)  # Datalab finds the issue type by name
+    lab.find_issues(issue_types={"tod_influence": {"scores": np.where(mask, -5.0, 0.0),
+                                                   "threshold": -1.0}})
+    np.testing.assert_array_equal(lab.get_issues("tod_influence")["is_tod_influence_issue"],
+                                  mask)
+
+
+def test_registration_replaces_another_manager_of_the_same_name(register_spy, monkeypatch,
+                                                                 caplog):
+    class OtherManager(IssueManager):
+        issue_name = "tod_influence"
+        description = "someone else's"
+
+        def find_issues(self, **kwargs):
+            raise AssertionError("not called")
+
+    monkeypatch.setitem(REGISTRY[Task.CLASSIFICATION], "tod_influence", OtherManager)
+    with caplog.at_level(logging.WARNING):
+        assert tcl.register_issue_manager() is tcl.ToDInfluenceIssueManager
+    assert register_spy == [(tcl.ToDInfluenceIssueManager, "classification")]
+    assert "OtherManager" in caplog.text
 
 
 # ---------------------------------------------------------------------- Datalab
@@ -171,10 +217,7 @@ def test_fitted_path_matches_tod_cleanser_rule(data, est):
     issues = lab.get_issues("tod_influence")
     np.testing.assert_array_equal(issues["is_tod_influence_issue"], cl.issues_["is_issue"])
     np.testing.assert_allclose(issues["tod_influence_raw_score"], cl.scores_)
-    rank, flag = tcl._rank_and_flag(cl.scores_, "confident_learning", "auto", None,
-                                    cl.estimator_.train_proba_, cl.estimator_.y_train_)
-    np.testing.assert_array_equal(rank, cl.issues_["rank"])
-    np.testing.assert_array_equal(flag, cl.issues_["is_issue"])
+    np.testing.assert_array_equal(lab.get_info("tod_influence")["rank"], cl.issues_["rank"])
 
 
 def test_estimator_fitted_on_encoded_labels_reports_class_names(data, est):
@@ -217,6 +260,12 @@ def test_scores_only_without_pred_probs(data):
         ({"scores": np.array(["a"] * 240), "threshold": 0.0}, TypeError, "numbers"),
         ({"scores": np.zeros(240), "pred_probs": np.ones((240, 2))}, ValueError,
          r"pred_probs must have shape \(240, 3\)"),
+        ({"scores": np.zeros(240), "threshold": float("nan")}, ValueError,
+         "threshold must be a finite number"),
+        ({"scores": np.zeros(240), "drop_fraction": "lots"}, ValueError,
+         "drop_fraction must be 'auto' or a number"),
+        ({"scores": np.zeros(240), "threshold": 0.0, "instance_keys": np.arange(240)},
+         ValueError, "instance_keys= is only used with an unfitted estimator"),
     ],
 )
 def test_bad_arguments_raise_before_any_work(data, est, kwargs, exc, match, caplog):
@@ -238,6 +287,28 @@ def test_bad_fitted_estimator_raises(data, fitted, est):
     with pytest.raises(ValueError, match="turn_over=False"):
         _lab(y).find_issues(issue_types={"tod_influence": {
             "estimator": clone(est).set_params(turn_over=False), "features": X}})
+
+
+def test_info_shows_the_raw_keys(data, est):
+    X, y, _ = data
+    keys = np.array([f"row-{i}" for i in range(len(y))])
+    lab = _lab(y)
+    lab.find_issues(issue_types={"tod_influence": {
+        "estimator": clone(est).set_params(max_epochs=1), "features": X, "instance_keys": keys}})
+    info = lab.get_info("tod_influence")
+    assert info["key"] == keys.tolist()
+    # a fitted estimator keeps its keys: the Datalab shows them, as given
+    lab2 = _lab(y)
+    lab2.find_issues(issue_types={"tod_influence": {"estimator": info["estimator"]}})
+    assert lab2.get_info("tod_influence")["key"] == keys.tolist()
+    with pytest.raises(ValueError, match="instance_keys= is only used with an unfitted"):
+        _lab(y).find_issues(issue_types={"tod_influence": {
+            "estimator": info["estimator"], "instance_keys": keys}})
+    # precomputed scores: row positions
+    lab3 = _lab(y)
+    lab3.find_issues(issue_types={"tod_influence": {"scores": np.zeros(len(y)),
+                                                    "threshold": 0.0}})
+    assert lab3.get_info("tod_influence")["key"] == list(range(len(y)))
 
 
 def test_failure_during_work_is_visible(data, est, caplog):
@@ -293,6 +364,19 @@ def test_pred_probs_errors(data, fitted, est):
 
 
 # -------------------------------------------------------------------- comparison
+def test_noisy_digits_flips_with_the_one_flip_function():
+    X, y, mask = tcl.noisy_digits(0.1, random_state=3)
+    assert X.shape == (1797, 64) and X.dtype == np.float64
+    from sklearn.datasets import load_digits
+
+    y_ref, mask_ref = flip_labels(load_digits().target, 0.1, random_state=3)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(mask, mask_ref)
+    assert int(mask.sum()) == 180  # round(0.1 * 1797), every flipped label wrong
+    with pytest.raises(ValueError, match="noise_rate must be a number in"):
+        tcl.noisy_digits(1.5)
+
+
 def test_compare_every_row_and_column(data, est, tmp_path):
     X, y, mask = data
     png = tmp_path / "pr.png"
@@ -344,28 +428,3 @@ def test_compare_bad_arguments(data, est, kwargs, match):
     X, y, _ = data
     with pytest.raises(ValueError, match=match):
         tcl.compare_finders(X, y, est, **kwargs)
-
-
-# --------------------------------------------------------------------------- CLI
-def test_cli_compare_on_a_csv(data, tmp_path, capsys):
-    X, y, mask = data
-    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
-    frame["label"] = y
-    frame["flipped"] = mask
-    path = tmp_path / "rows.csv"
-    frame.to_csv(path, index=False)
-    png = tmp_path / "cmp.png"
-    rc = main(["-q", "compare", "--input", str(path), "--label", "label", "--noise-column",
-               "flipped", "--cv", "2", "--epochs", "3", "--hidden", "16", "--methods",
-               "oos_likelihood,self_influence", "--plot", str(png)])
-    out = capsys.readouterr().out
-    assert rc == 0
-    assert "| finder | training_runs | n_flagged | wall_time_s | precision |" in out
-    for finder in ("tod:oos_likelihood", "tod:self_influence", "cleanlab:cv2", "cleanlab:tod"):
-        assert f"| {finder} |" in out
-    assert png.exists()
-
-    rc = main(["compare", "--input", str(path)])
-    assert rc == 2
-    assert "--label is required" in capsys.readouterr().err
-
