@@ -22,6 +22,9 @@ from tod_cleanse.adapters.parquet import (
     export_demo,
     key_checksum,
 )
+from tod_cleanse.adapters.parquet import features as pq_features
+from tod_cleanse.adapters.parquet import source as pq_source
+from tod_cleanse.adapters.parquet import write as pq_write
 from tod_cleanse.cli import main
 
 N = 200
@@ -128,7 +131,8 @@ def test_round_trip(tmp_path, layout):
     assert on_disk == json.loads(json.dumps(summary))
     assert summary["counts"] == {**summary["counts"], "input": N, "kept": N - 20, "dropped": 20,
                                  "trained": N}
-    assert set(summary["timings_s"]) >= {"read_labels_keys", "train", "write", "verify", "total"}
+    assert set(summary["timings_s"]) >= {"read", "train", "score", "write", "verify",
+                                         "total"}
     assert summary["versions"]["pyarrow"] == pa.__version__
     assert leftovers(tmp_path) == []
 
@@ -221,12 +225,12 @@ def test_partition_check_catches_a_lost_row(tmp_path, monkeypatch):
     """A writer that silently loses a row must fail the run and leave nothing behind."""
     src = tmp_path / "data.parquet"
     pq.write_table(make_table(), src)
-    real = pqa._write_batch
+    real = pq_write.write_batch
 
     def lossy(writer, batch):
         real(writer, batch.slice(1) if batch.num_rows > 50 else batch)
 
-    monkeypatch.setattr(pqa, "_write_batch", lossy)
+    monkeypatch.setattr(pq_write, "write_batch", lossy)
     with pytest.raises(PartitionCheckError, match="partition check failed .*rows_match"):
         clean(src, tmp_path / "out")
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
@@ -272,7 +276,7 @@ def test_crash_mid_write_leaves_nothing_and_rerun_works(tmp_path, monkeypatch):
     for i in range(3):
         pq.write_table(table.slice(70 * i, 70), src / f"p{i}.parquet")
     calls = {"n": 0}
-    real = pqa._write_batch
+    real = pq_write.write_batch
 
     def crashing(writer, batch):
         calls["n"] += 1
@@ -280,16 +284,13 @@ def test_crash_mid_write_leaves_nothing_and_rerun_works(tmp_path, monkeypatch):
             raise OSError("disk on fire")
         real(writer, batch)
 
-    monkeypatch.setattr(pqa, "_write_batch", crashing)
+    monkeypatch.setattr(pq_write, "write_batch", crashing)
     out = tmp_path / "out"
     with pytest.raises(OSError, match="disk on fire"):
         clean(src, out, batch_rows=32)
     assert calls["n"] == 5
     assert not out.exists() and leftovers(tmp_path) == []
-    monkeypatch.setattr(pqa, "_write_batch", real)
-    # a run killed outright leaves its temporary folder; the next run removes it
-    dead = tmp_path / f".out{pqa._TMP_TAG}999999999-abcd"
-    (dead / "kept").mkdir(parents=True)
+    monkeypatch.setattr(pq_write, "write_batch", real)
     summary = clean(src, out, batch_rows=32)
     assert summary["partition_check"]["ok"]
     assert read_rows(out / "kept").num_rows + read_rows(out / "dropped").num_rows == N
@@ -343,7 +344,7 @@ def _bad_inputs(tmp_path):
     empty_dir = tmp_path / "nofiles"
     empty_dir.mkdir()
     cases["empty folder"] = (empty_dir, [], "no Parquet files found")
-    cases["unreadable path"] = (tmp_path / "missing.parquet", [], "missing.parquet: no such file")
+    cases["unreadable path"] = (tmp_path / "missing.parquet", [], "missing.parquet' does not exist")
     return cases
 
 
@@ -357,14 +358,14 @@ def test_bad_input_exits_with_one_line(tmp_path, capsys, case):
     path, extra, expected = _bad_inputs(tmp_path)[case]
     out = tmp_path / "out"
     argv = ["clean", str(path), "--label", "label", "--features", "x0", "x1", "vec", "--key",
-            "id", "--out", str(out), "--epochs", "1", "--hidden", "8", "--quiet"]
+            "id", "--out", str(out), "--max-epochs", "1", "--hidden", "8"]
     for i in range(0, len(extra), 2):          # override an option
         j = argv.index(extra[i])
         stop = j + 2
         while stop < len(argv) and not argv[stop].startswith("--"):
             stop += 1
         argv[j:stop] = extra[i:i + 2]
-    rc = main(argv)
+    rc = main(["-q"] + argv)
     err = capsys.readouterr().err
     assert rc == 2
     assert err.startswith("tod-cleanse clean: error: ") and err.count("\n") == 1, err
@@ -376,8 +377,8 @@ def test_unwritable_output(tmp_path, capsys):
     src = _write(tmp_path / "data.parquet", make_table())
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    rc = main(["clean", str(src), "--label", "label", "--features", "x0", "--out",
-               str(blocker / "out"), "--quiet"])
+    rc = main(["-q", "clean", str(src), "--label", "label", "--features", "x0", "--out",
+               str(blocker / "out")])
     err = capsys.readouterr().err
     assert rc == 2 and "cannot write in" in err and str(blocker) in err
     assert err.count("\n") == 1
@@ -385,7 +386,7 @@ def test_unwritable_output(tmp_path, capsys):
 
 def test_cli_needs_one_input_kind(tmp_path, capsys):
     src = _write(tmp_path / "data.parquet", make_table())
-    rc = main(["clean", str(src), "--label", "label", "--out", str(tmp_path / "o"), "--quiet"])
+    rc = main(["-q", "clean", str(src), "--label", "label", "--out", str(tmp_path / "o")])
     assert rc == 2 and "exactly one of --features, --text and --image" in capsys.readouterr().err
 
 
@@ -396,7 +397,7 @@ def test_cli_round_trip_on_exported_demo(tmp_path, capsys):
     assert pq.read_metadata(demo).num_rows == 1797
     out = tmp_path / "clean"
     rc = main(["-q", "clean", str(demo), "--label", "label", "--features", "pixels", "--key",
-               "id", "--out", str(out), "--epochs", "1", "--hidden", "16",
+               "id", "--out", str(out), "--max-epochs", "1", "--hidden", "16",
                "--drop-fraction", "0.1", "--max-train-rows", "300", "--batch-rows", "500"])
     stdout = capsys.readouterr().out
     assert rc == 0 and "dropped 179 of 1797" in stdout and "partition check ok" in stdout
@@ -457,14 +458,14 @@ def test_image_column_goes_to_vgg(tmp_path):
 def test_image_columns_decode_to_the_same_pixels(tmp_path):
     """Encoded PNG bytes and pixel lists (with image_shape) give the VGG the same arrays."""
     table, imgs = _image_table(n=8)
-    src = pqa._Source(_write(tmp_path / "images.parquet", table), batch_rows=64)
+    src = pq_source.Source(_write(tmp_path / "images.parquet", table), batch_rows=64)
     batch = next(src.batches(["png", "pixels"]))[2]
-    from_png = pqa._Features(src, "image", ["png"], "--image")(batch, "f")
-    from_list = pqa._Features(src, "image", ["pixels"], "--image", (16, 16))(batch, "f")
+    from_png = pq_features.Features(src, "image", ["png"], "--image")(batch, "f")
+    from_list = pq_features.Features(src, "image", ["pixels"], "--image", (16, 16))(batch, "f")
     np.testing.assert_array_equal(from_png, imgs)
     np.testing.assert_array_equal(from_list, imgs.astype(np.float32))
-    with pytest.raises(CleanParquetError, match="image-shape .* does not match the 256 values"):
-        pqa._Features(src, "image", ["pixels"], "--image", (8, 8))(batch, "f")
+    with pytest.raises(CleanParquetError, match="image-shape 8x8 does not match the 256 values"):
+        pq_features.Features(src, "image", ["pixels"], "--image", (8, 8))(batch, "f")
 
 
 def test_undecodable_image_is_bad_input(tmp_path):
