@@ -1,4 +1,4 @@
-"""``tod-cleanse demo``: clean the digits data and compare with cleanlab, offline.
+"""The demo behind ``tod-cleanse demo``: clean the digits and compare with cleanlab, offline.
 
 The digits (1,797 8x8 images, ships with scikit-learn) are split 75/25; 10% of the
 training labels are flipped with a seeded generator (the ground truth). Then:
@@ -12,19 +12,18 @@ training labels are flipped with a seeded generator (the ground truth). Then:
 
 For each it prints precision and recall of the dropped rows against the injected
 noise, and the test accuracy of the same architecture retrained on the kept rows
-(mean over ``--seeds`` retraining seeds).
+(mean over ``n_seeds`` retraining seeds). The command line lives in
+:mod:`tod_cleanse.cli.demo`.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
@@ -32,11 +31,9 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_te
 from tod_cleanse import ToDCleanser, ToDMLPClassifier
 from tod_cleanse.noise import flip_labels
 
-from .cleanlab import markdown_table
-
 logger = logging.getLogger(__name__)
 
-__all__ = ["DemoResult", "run_demo", "add_arguments", "run"]
+__all__ = ["DemoResult", "run_demo"]
 
 
 @dataclass
@@ -63,6 +60,8 @@ def run_demo(
     n_seeds: int = 3,
     cv: int = 5,
     verbose: int = 1,
+    max_epochs: int | None = None,
+    device: str = "auto",
 ) -> DemoResult:
     """Run the demo and return its table (one row per finder).
 
@@ -78,6 +77,10 @@ def run_demo(
         Folds of the cleanlab baseline.
     verbose : int, default=1
         Progress bars of the ToD fit.
+    max_epochs : int, optional
+        Training epochs of every model (default: the MLP's default).
+    device : str, default="auto"
+        Torch device of every model.
 
     Returns
     -------
@@ -89,7 +92,9 @@ def run_demo(
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, stratify=y,
                                               random_state=random_state)
     y_noisy, flipped = flip_labels(y_tr, noise_rate, random_state=random_state)
-    base = ToDMLPClassifier(random_state=random_state, verbose=verbose)
+    base = ToDMLPClassifier(random_state=random_state, verbose=verbose, device=device)
+    if max_epochs is not None:
+        base.set_params(max_epochs=max_epochs)
     seeds = [random_state + s for s in range(n_seeds)]
     rows = []
 
@@ -127,32 +132,3 @@ def run_demo(
     row("oracle (drop exactly the flipped rows)", flipped.copy(), 0, 0.0)
     table = pd.DataFrame(rows).set_index("finder")
     return DemoResult(table, int(y_tr.shape[0]), int(flipped.sum()), cleanser.method_)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``tod-cleanse demo``."""
-    parser.add_argument("--noise", type=float, default=0.1, help="label noise rate (0.1)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    parser.add_argument("--seeds", type=int, default=3,
-                        help="retraining seeds averaged for test accuracy (3)")
-    parser.add_argument("--cv", type=int, default=5, help="cleanlab CV folds (5)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads (1: the demo's models are small, and "
-                             "one thread avoids oversubscribing shared cores)")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``tod-cleanse demo`` and print its table."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    t0 = time.perf_counter()
-    result = run_demo(noise_rate=args.noise, random_state=args.seed, n_seeds=args.seeds,
-                      cv=args.cv, verbose=0 if args.quiet else 1)
-    print(
-        f"digits: {result.n_train} training rows, {result.n_noisy} labels flipped "
-        f"({args.noise:.0%}, seed {args.seed}); test accuracy is the mean of "
-        f"{args.seeds} retrainings of the same MLP on the kept rows.\n"
-    )
-    print(markdown_table(result.table))
-    print(f"\ntotal wall time {time.perf_counter() - t0:.0f} s")
-    return 0

@@ -32,15 +32,15 @@ __all__ = ["main", "build_parser", "COMMANDS", "CLIError", "HANDLED_ERRORS"]
 #: subcommand -> (module implementing it, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": (
-        "tod_cleanse.adapters.demo",  # -> tod_cleanse.cli.demo
+        "tod_cleanse.cli.demo",
         "clean the digits data (10% injected label noise) and compare with cleanlab",
     ),
     "compare": (
-        "tod_cleanse.adapters.cleanlab",  # -> tod_cleanse.cli.compare
+        "tod_cleanse.cli.compare",
         "side-by-side comparison of ToD methods with cleanlab's label-issue finders",
     ),
     "clean": (
-        "tod_cleanse.adapters.parquet",  # -> tod_cleanse.cli.clean
+        "tod_cleanse.cli.clean",
         "batch-clean a Parquet dataset into kept/ and dropped/ folders",
     ),
     "report": (

@@ -36,6 +36,9 @@ __all__ = [
     "add_noise",
     "add_out",
     "add_threads",
+    "add_cv",
+    "set_threads",
+    "cv_folds",
     "check_input_path",
     "check_output_file",
 ]
@@ -131,10 +134,9 @@ def device(text: str) -> str:
     try:
         resolve_device(text)
     except (ValueError, RuntimeError, TypeError) as exc:
-        detail = " ".join(str(exc).split())
+        detail = " ".join(str(exc).split()) if isinstance(exc, ValueError) else ""
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a usable torch device here (auto, cpu, cuda, cuda:N, mps): "
-            f"{detail}"
+            detail or f"{text!r} is not a usable torch device here (auto, cpu, cuda, cuda:N)"
         ) from None
     return text
 
@@ -159,6 +161,12 @@ def positive_int(text: str) -> int:
 def non_negative_int(text: str) -> int:
     """An integer >= 0."""
     return _number(text, int, "an integer >= 0", lambda v: v >= 0)
+
+
+@_type("number of folds")
+def cv_folds(text: str) -> int:
+    """An integer >= 2 (cross-validation folds)."""
+    return _number(text, int, "an integer >= 2", lambda v: v >= 2)
 
 
 @_type("positive number")
@@ -217,14 +225,23 @@ def add_model(parser: argparse.ArgumentParser, *, max_epochs: int | None = None,
                        help="torch device: auto, cpu, cuda, cuda:N (default auto)")
 
 
-def add_cleansing(parser: argparse.ArgumentParser, *, threshold: bool = True) -> None:
-    """``--method``, ``--drop-fraction`` and (exclusive with it) ``--threshold``."""
+def add_cleansing(parser: argparse.ArgumentParser, *, threshold: bool = True,
+                  several_methods: bool = False) -> None:
+    """``--method``, ``--drop-fraction`` and (exclusive with it) ``--threshold``.
+
+    With ``several_methods``, ``--method M [M ...]`` takes a list (default: None).
+    """
     from tod_cleanse.scores import DEFAULT_METHOD, METHODS
 
     group = parser.add_argument_group("cleansing")
-    group.add_argument("--method", metavar="M", choices=METHODS, default=DEFAULT_METHOD,
-                       help=f"cleansing score, one of {', '.join(METHODS)} "
-                            f"(default {DEFAULT_METHOD})")
+    if several_methods:
+        group.add_argument("--method", metavar="M", nargs="+", choices=METHODS, default=None,
+                           help=f"cleansing scores, among {', '.join(METHODS)} "
+                                "(default: all but eval_influence)")
+    else:
+        group.add_argument("--method", metavar="M", choices=METHODS, default=DEFAULT_METHOD,
+                           help=f"cleansing score, one of {', '.join(METHODS)} "
+                                f"(default {DEFAULT_METHOD})")
     rule = group.add_mutually_exclusive_group()
     rule.add_argument("--drop-fraction", metavar="auto|F", type=drop_fraction, default="auto",
                       help="share of rows to drop, or auto (default auto)")
@@ -243,10 +260,24 @@ def add_out(parser: argparse.ArgumentParser, *, default: str | None, help: str) 
     parser.add_argument("--out", metavar="PATH", default=default, help=help)
 
 
-def add_threads(parser: argparse.ArgumentParser) -> None:
-    """``--threads N``: torch intra-op CPU threads."""
-    parser.add_argument("--threads", metavar="N", type=positive_int, default=None,
-                        help="torch CPU threads (default: torch's choice)")
+def add_threads(parser: argparse.ArgumentParser, *, default: int | None = None) -> None:
+    """``--threads N``: torch intra-op CPU threads (see :func:`set_threads`)."""
+    parser.add_argument("--threads", metavar="N", type=positive_int, default=default,
+                        help=f"torch CPU threads (default {default or 'torch decides'})")
+
+
+def add_cv(parser: argparse.ArgumentParser, *, default: int = 5) -> None:
+    """``--cv K``: folds of the cleanlab cross-validation baseline."""
+    parser.add_argument("--cv", metavar="K", type=cv_folds, default=default,
+                        help=f"folds of the cleanlab cross-validation baseline (default {default})")
+
+
+def set_threads(threads: int | None) -> None:
+    """Apply ``--threads`` (nothing when it is None)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
 
 
 # ------------------------------------------------------------------ checks
