@@ -6,10 +6,11 @@ import os
 from collections import OrderedDict
 from types import SimpleNamespace
 
-import numpy as np
 from torch import nn
 
+from .._constraints import StrOptions, int_interval, real_interval
 from ..layers import TurnOverDropout
+from ._docs import fill_shared_parameters
 from .base import BaseToDClassifier, ToDNetwork
 from .vision import (
     ImageInputMixin,
@@ -67,6 +68,7 @@ def _stages(arch: str, wm: float, in_channels: int, stem: str) -> tuple[nn.Seque
     return trunk, widths[3] * block.expansion
 
 
+@fill_shared_parameters
 class ToDResNetClassifier(ImageInputMixin, BaseToDClassifier):
     """ResNet image classifier (torchvision) trained with turn-over dropout [1]_.
 
@@ -78,8 +80,7 @@ class ToDResNetClassifier(ImageInputMixin, BaseToDClassifier):
     convolution stages and batch norm are shared (partial separation, as in
     VGG). ``tod_last_stage=True`` adds a channel-wise ToD layer after every
     block of the last stage. Image layouts, standardisation and padding of
-    images under 32 pixels are those of :class:`ToDVGGClassifier`; see
-    ``docs/estimators.md`` for the parameters shared by every estimator.
+    images under 32 pixels are those of :class:`ToDVGGClassifier`.
 
     Parameters
     ----------
@@ -96,15 +97,13 @@ default="resnet18"
         compute of the first stage).
     tod_last_stage : bool, default=False
     weights_path : str or path or None, default=None
-        A local torchvision checkpoint (``resnet18-*.pth`` state dict) for the stem
-        and stages; needs ``width_multiplier=1`` and ``stem="imagenet"``. Grey
-        images use the sum of the RGB first-layer kernels. Nothing is downloaded.
+        A local checkpoint (a torchvision ``resnet18-*.pth`` state dict, which
+        needs ``width_multiplier=1`` and ``stem="imagenet"``) for the stem and
+        stages; ``fc`` is ignored. Grey images use the sum of the RGB first-layer
+        kernels. Nothing is downloaded.
     augment, data_format, image_shape
         As in :class:`ToDVGGClassifier`.
-    p, inner_p, mask_seed, mask_groups, turn_over, max_epochs, batch_size, lr, \
-optimizer, weight_decay, lr_schedule, warmup_fraction, grad_clip, score_batch_size, \
-amp, device, random_state, verbose
-        Shared by every ToD estimator (``docs/estimators.md``).
+    %(shared_parameters)s
 
     Attributes
     ----------
@@ -119,8 +118,7 @@ seen_proba_, train_proba_, history_, n_features_in_, image_shape_, mean_, std_
 
     Examples
     --------
-    >>> import numpy as np
-    >>> from tod_cleanse.estimators.resnet import ToDResNetClassifier
+    >>>     >>> from tod_cleanse.estimators.resnet import ToDResNetClassifier
     >>> rng = np.random.default_rng(0)
     >>> X = rng.integers(0, 255, size=(40, 16, 16), dtype=np.uint8)
     >>> y = np.arange(40) % 2
@@ -132,8 +130,22 @@ seen_proba_, train_proba_, history_, n_features_in_, image_shape_, mean_, std_
 
     _min_side = 32  # five stride-2 reductions need at least 32 pixels per side
 
+    _parameter_constraints: dict = {
+        **BaseToDClassifier._parameter_constraints,
+        "arch": [StrOptions(set(_ARCHS))],
+        "width_multiplier": [real_interval(0, None, closed="neither")],
+        "classifier_width": [int_interval(0, None, closed="left"), None],
+        "stem": [StrOptions(set(_STEMS))],
+        "tod_last_stage": ["boolean"],
+        "weights_path": [str, os.PathLike, None],
+        "augment": ["boolean"],
+        "data_format": [StrOptions({"auto", "channels_last", "channels_first"})],
+        "image_shape": [tuple, list, None],
+    }
+
     def __init__(
         self,
+        *,
         arch: str = "resnet18",
         width_multiplier: float = 1.0,
         classifier_width: int | None = None,
@@ -193,25 +205,6 @@ seen_proba_, train_proba_, history_, n_features_in_, image_shape_, mean_, std_
     def _default_lr_schedule(self) -> str:
         return "linear"
 
-    def _check_arch(self) -> None:
-        if self.arch not in _ARCHS:
-            raise ValueError(f"arch must be one of {sorted(_ARCHS)}, got {self.arch!r}.")
-        if not float(self.width_multiplier) > 0:
-            raise ValueError(f"width_multiplier must be positive, got {self.width_multiplier!r}.")
-        if self.stem not in _STEMS:
-            raise ValueError(f"stem must be one of {_STEMS}, got {self.stem!r}.")
-        width = self.classifier_width
-        if width is not None and (not isinstance(width, int | np.integer) or width < 0
-                                  or isinstance(width, bool)):
-            raise ValueError(f"classifier_width must be None or an integer >= 0, got {width!r}.")
-        if self.weights_path is not None and (float(self.width_multiplier) != 1.0
-                                              or self.stem != "imagenet"):
-            raise ValueError(
-                "weights_path needs the torchvision layout: width_multiplier=1.0 and "
-                f"stem='imagenet' (got width_multiplier={self.width_multiplier!r}, "
-                f"stem={self.stem!r})."
-            )
-
     def _load_weights(self, trunk: nn.Sequential) -> None:
         state = load_local_weights(self.weights_path, type(self).__name__)
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
@@ -222,11 +215,12 @@ seen_proba_, train_proba_, history_, n_features_in_, image_shape_, mean_, std_
             trunk.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             first = str(exc).splitlines()[0] if str(exc) else ""
-            raise ValueError(f"weights_path={str(self.weights_path)!r} does not fit "
-                             f"arch={self.arch!r}: {first} ...") from None
+            raise ValueError(
+                f"weights_path={str(self.weights_path)!r} does not fit arch={self.arch!r}, "
+                f"width_multiplier={self.width_multiplier!r}, stem={self.stem!r}: {first}"
+            ) from None
 
     def _build_module(self, n_classes: int) -> ToDNetwork:
-        self._check_arch()
         trunk, c_out = _stages(self.arch, float(self.width_multiplier), self.image_shape_[0],
                                self.stem)
         if self.weights_path is not None:

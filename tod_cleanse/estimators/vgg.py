@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 from torch import nn
 
+from .._constraints import StrOptions, int_interval, real_interval
 from ..layers import TurnOverDropout, insert_tod
+from ._docs import fill_shared_parameters
 from .base import BaseToDClassifier, ToDNetwork
-from .vision import ImageInputMixin
+from .vision import ImageInputMixin, torchvision_models
 
 __all__ = ["ToDVGGClassifier"]
 
@@ -20,17 +21,7 @@ _ARCHS = {
 }
 
 
-def _torchvision_vgg():
-    try:
-        from torchvision.models import vgg
-    except ImportError as exc:  # pragma: no cover - torchvision is a dependency
-        raise ImportError(
-            "ToDVGGClassifier needs torchvision: pip install 'tod-cleanse' (or pip install "
-            "torchvision)."
-        ) from exc
-    return vgg
-
-
+@fill_shared_parameters
 class ToDVGGClassifier(ImageInputMixin, BaseToDClassifier):
     """VGG image classifier (torchvision) trained with turn-over dropout [1]_.
 
@@ -89,33 +80,7 @@ class ToDVGGClassifier(ImageInputMixin, BaseToDClassifier):
         entries and raises if both could.
     image_shape : tuple of int or None, default=None
         ``(H, W)`` or ``(C, H, W)`` to reshape a 2-D ``X`` of flattened images.
-    p : float, default=0.5
-        ToD drop rate: each instance trains a fraction ``1 - p`` of the units of
-        each ToD layer; its flipped sub-network is the other ``p``.
-    inner_p : float, default=0.0
-        Ordinary dropout inside the instance's own sub-network (training only).
-    mask_seed : int, default=0
-    mask_groups : int or None, default=None
-    turn_over : bool, default=True
-        ``False`` trains the same network with ordinary dropout (a baseline).
-    max_epochs : int, default=20
-    batch_size : int, default=128
-    lr : float, default=0.05
-    optimizer : {"sgd", "adamw", "adam"}, default="sgd"
-        SGD uses momentum 0.9.
-    weight_decay : float, default=5e-4
-        Applied to weight matrices and kernels, not to biases and norms.
-    lr_schedule : {"constant", "linear"} or None, default=None
-        ``None`` means ``"linear"`` decay.
-    warmup_fraction : float, default=0.0
-    grad_clip : float or None, default=None
-    score_batch_size : int, default=4096
-        (target, training mask) pairs per forward pass in :meth:`score_influence`.
-    amp : bool or "auto", default="auto"
-        Mixed precision on CUDA (ignored on the CPU).
-    device : str, default="auto"
-    random_state : int, RandomState or None, default=None
-    verbose : int, default=1
+    %(shared_parameters)s
 
     Attributes
     ----------
@@ -150,8 +115,20 @@ class ToDVGGClassifier(ImageInputMixin, BaseToDClassifier):
     (3, 40)
     """
 
+    _parameter_constraints: dict = {
+        **BaseToDClassifier._parameter_constraints,
+        "arch": [StrOptions(set(_ARCHS))],
+        "width_multiplier": [real_interval(0, None, closed="neither")],
+        "classifier_width": [int_interval(2, None, closed="left"), None],
+        "tod_conv_layers": [int_interval(0, None, closed="left")],
+        "augment": ["boolean"],
+        "data_format": [StrOptions({"auto", "channels_last", "channels_first"})],
+        "image_shape": [tuple, list, None],
+    }
+
     def __init__(
         self,
+        *,
         arch: str = "vgg11_bn",
         width_multiplier: float = 1.0,
         classifier_width: int | None = None,
@@ -211,17 +188,13 @@ class ToDVGGClassifier(ImageInputMixin, BaseToDClassifier):
 
     # ---------------------------------------------------------------- network
     def _build_module(self, n_classes: int) -> ToDNetwork:
-        vgg = _torchvision_vgg()
-        if self.arch not in _ARCHS:
-            raise ValueError(f"arch must be one of {sorted(_ARCHS)}, got {self.arch!r}.")
-        if not float(self.width_multiplier) > 0:
-            raise ValueError(f"width_multiplier must be positive, got {self.width_multiplier!r}.")
+        vgg = torchvision_models("vgg")
         letter, batch_norm = _ARCHS[self.arch]
         wm = float(self.width_multiplier)
         cfg = [v if v == "M" else max(1, round(int(v) * wm)) for v in vgg.cfgs[letter]]
         n_convs = sum(v != "M" for v in cfg)
         k_conv = self.tod_conv_layers
-        if not isinstance(k_conv, int | np.integer) or not 0 <= k_conv <= n_convs:
+        if k_conv > n_convs:
             raise ValueError(
                 f"tod_conv_layers must be an integer in [0, {n_convs}] for arch={self.arch!r}, "
                 f"got {k_conv!r}."
@@ -229,8 +202,6 @@ class ToDVGGClassifier(ImageInputMixin, BaseToDClassifier):
         width = self.classifier_width
         if width is None:
             width = max(16, round(512 * wm))
-        if not isinstance(width, int | np.integer) or width < 2:
-            raise ValueError(f"classifier_width must be an integer >= 2, got {width!r}.")
         in_channels = self.image_shape_[0]
         c_out = cfg[-2]  # last conv before the final max-pool
         # torchvision's VGG feature stack and its initialisation (building
