@@ -32,6 +32,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from .._constraints import StrOptions, int_interval, real_interval
+from ..diagnostics import fit_temperature, softmax_temperature, warn_if_unreliable
 from ..influence import iter_influence_blocks
 from ..layers import tod_context, tod_modules
 from ..masks import keys_to_int64
@@ -379,6 +380,8 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
                                else np.asarray(instance_keys).copy())
         self.y_train_ = y_enc
         self._score_training_rows(inputs, y_enc, keys)
+        if self.turn_over:
+            warn_if_unreliable(self)  # a FitReliabilityWarning per reason, if any
         return self
 
     def _fit_loop(self, inputs: Any, y_enc: np.ndarray, keys: np.ndarray,
@@ -451,7 +454,7 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
         n = y_enc.shape[0]
         k = len(self.classes_)
         seen = np.empty((n, k), dtype=np.float32)
-        flipped = np.empty((n, k), dtype=np.float32)
+        flipped = np.empty((n, k), dtype=np.float32)  # logits until calibrated below
         full = np.empty((n, k), dtype=np.float32)
         selfinf = np.empty(n, dtype=np.float64)
         for idx in self._iter_rows(n, "scoring training rows", self._predict_batch_size()):
@@ -463,13 +466,19 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
                 ls = self._head_logits(h, kb, "seen")
                 lf = self._head_logits(h, kb, "flipped")
                 seen[idx] = torch.softmax(ls, 1).cpu().numpy()
-                flipped[idx] = torch.softmax(lf, 1).cpu().numpy()
+                flipped[idx] = lf.cpu().numpy()
                 selfinf[idx] = (F.cross_entropy(lf, yb, reduction="none")
                                 - F.cross_entropy(ls, yb, reduction="none")).cpu().numpy()
         self.train_proba_ = full
         if self.turn_over:
             self.seen_proba_ = seen
-            self.oos_proba_ = flipped
+            # One temperature fitted on the flipped sub-network's own out-of-sample rows
+            # (issue 11: cleanlab's thresholds need calibrated pred_probs); 1.0 when
+            # the class attribute ``_calibrate_oos`` is False.
+            self.oos_temperature_ = (fit_temperature(flipped, y_enc)
+                                     if getattr(self, "_calibrate_oos", True) else 1.0)
+            self.oos_proba_ = softmax_temperature(flipped, self.oos_temperature_).astype(
+                np.float32)
             self.self_influence_ = selfinf
         self.module_.train(False)
 
