@@ -230,5 +230,5 @@ def warn_if_unreliable(estimator: Any) -> list[str]:
     for reason in reasons:
         logger.warning("%s: unreliable fit: %s", name, reason)
         warnings.warn(f"{name}: the fit looks unreliable: {reason}.", FitReliabilityWarning,
-                      stacklevel=3)
+                      stacklevel=4)
     return reasons
