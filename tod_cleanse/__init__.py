@@ -23,6 +23,9 @@ __all__ = [
     "ToDMLPClassifier",
     "ToDBertClassifier",
     "ToDVGGClassifier",
+    "ToDTextClassifier",
+    "ToDResNetClassifier",
+    "ToDViTClassifier",
     "ToDCleanser",
     "TurnOverDropout",
     "insert_tod",
@@ -36,6 +39,10 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 def __getattr__(name: str):
     if name in ("ToDBertClassifier", "ToDVGGClassifier"):
+        from . import estimators
+
+        return getattr(estimators, name)
+    if name in ("ToDTextClassifier", "ToDResNetClassifier", "ToDViTClassifier"):
         from . import estimators
 
         return getattr(estimators, name)

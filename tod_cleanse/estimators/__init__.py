@@ -5,6 +5,9 @@ from .mlp import ToDMLPClassifier
 
 __all__ = ["BaseToDClassifier", "ToDNetwork", "ToDMLPClassifier", "ToDBertClassifier",
            "ToDVGGClassifier"]
+__all__ += ["ToDTextClassifier", "ToDResNetClassifier", "ToDViTClassifier"]
+_REGISTRY_NAMES = {"ToDTextClassifier": "text", "ToDResNetClassifier": "resnet",
+                   "ToDViTClassifier": "vit"}
 
 
 def __getattr__(name: str):
@@ -18,4 +21,8 @@ def __getattr__(name: str):
         from .vgg import ToDVGGClassifier
 
         return ToDVGGClassifier
+    if name in _REGISTRY_NAMES:  # imported on first use, through the model registry
+        from .registry import estimator_class
+
+        return estimator_class(_REGISTRY_NAMES[name])
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

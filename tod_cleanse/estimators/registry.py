@@ -9,7 +9,7 @@ Examples
 --------
 >>> from tod_cleanse.estimators.registry import MODEL_NAMES, make_estimator
 >>> MODEL_NAMES
-('mlp', 'text', 'bert', 'vgg', 'resnet')
+('mlp', 'text', 'bert', 'vgg', 'resnet', 'vit')
 >>> make_estimator("resnet", width_multiplier=0.125, verbose=0).arch
 'resnet18'
 """
@@ -51,6 +51,7 @@ _SPECS: dict[str, ModelSpec] = {
     "bert": ModelSpec("bert", "ToDBertClassifier", "text", "model_name_or_path"),
     "vgg": ModelSpec("vgg", "ToDVGGClassifier", "image", None),
     "resnet": ModelSpec("resnet", "ToDResNetClassifier", "image", "weights_path"),
+    "vit": ModelSpec("vit", "ToDViTClassifier", "image", "weights_path"),
 }
 
 #: Every name :func:`make_estimator` accepts.
