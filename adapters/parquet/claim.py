@@ -202,8 +202,8 @@ class OutputClaim:
             fail(f"output {out} is in use: claimed by {other.describe()}; wait for that run "
                  "to finish or choose another --out")
         if alive is None:
-            fail(f"output {out} is claimed by {other.describe()}, another host; if that run "
-                 f"is gone, delete {path}")
+            fail(f"output {out} is claimed by a run on another host: {other.describe()}; if "
+                 f"that run is gone, delete {path}")
         note = recover_commit(out)
         if not clear_stale:
             fail(f"output {out}: stale claim by {other.describe()}, which is no longer "
@@ -256,7 +256,13 @@ class OutputClaim:
             pass
 
     def abandon(self, keep_staging: bool = False) -> None:
-        """After a failure: remove what this run created (staging, parents) and release."""
+        """After a failure: undo a half-done commit, remove what this run created
+        (staging, parent folders) and release the claim."""
+        from .commit import recover_commit
+
+        note = recover_commit(self.out)
+        if note:
+            logger.warning("output %s: %s", self.out, note)
         if not keep_staging and self.staging.exists():
             shutil.rmtree(self.staging, ignore_errors=True)
         self.release()

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from .claim import OutputClaim
 from .commit import TOOL, commit
-from .errors import OutputChangedError
+from .errors import OutputChangedError, fail
 from .faults import checkpoint
 from .plan import ROW_COLUMN, CleanPlan, prepare
 from .stages import LabelsKeys, Scored, Trained, read_labels_keys, score, train
@@ -24,7 +24,7 @@ from .write import verify, write_outputs
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["clean_parquet", "execute"]
+__all__ = ["clean_parquet", "execute", "LocalEngine", "make_engine"]
 
 
 class _Timer:
@@ -64,29 +64,75 @@ def _capture_user_warnings(messages: list[str]) -> Iterator[None]:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
-def execute(plan: CleanPlan) -> dict[str, Any]:
+class LocalEngine:
+    """The embedded default engine: every stage runs in this process.
+
+    An engine runs the ``train``, ``score``, ``write`` and ``verify`` stages and is
+    the context manager of whatever they need (the Ray engine,
+    :class:`tod_cleanse.adapters.ray.RayEngine`, connects to its cluster there).
+    """
+
+    name = "local"
+
+    def __enter__(self) -> LocalEngine:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """What ``summary.json`` records under ``engine``."""
+        return {"name": self.name}
+
+    train = staticmethod(train)
+    score = staticmethod(score)
+    write = staticmethod(write_outputs)
+    verify = staticmethod(verify)
+
+
+def make_engine(engine: str = "local", ray_address: str | None = None,
+                workers: int | None = None, train_workers: int | None = None) -> Any:
+    """The engine ``"local"`` or ``"ray"``, its arguments checked (nothing started)."""
+    if engine == "local":
+        given = [opt for opt, v in (("--ray-address", ray_address), ("--workers", workers),
+                                    ("--train-workers", train_workers)) if v is not None]
+        if given:
+            fail(f"{', '.join(given)}: only used with --engine ray")
+        return LocalEngine()
+    if engine == "ray":
+        from tod_cleanse.adapters.ray.runner import RayEngine
+
+        return RayEngine.create(ray_address, workers, train_workers)
+    fail(f"--engine must be 'local' or 'ray', got {engine!r}")
+
+
+def execute(plan: CleanPlan, engine: Any = None) -> dict[str, Any]:
     """Run a prepared clean: claim, read, train, score, write, verify, commit.
 
-    See :func:`clean_parquet`; ``summary.json`` is the returned dict.
+    See :func:`clean_parquet`; ``summary.json`` is the returned dict. ``engine``
+    runs the train, score, write and verify stages (default :class:`LocalEngine`).
     """
+    engine = engine or LocalEngine()
     timer = _Timer()
     claim = OutputClaim.acquire(plan.out, plan.argv, plan.config.clear_stale_claim)
     keep_staging = False
     try:
         claim.staging.mkdir()
         caught: list[str] = []
-        with _capture_user_warnings(caught):
-            with timer.stage("read"):
-                lk = read_labels_keys(plan)
-            with timer.stage("train"):
-                tr = train(plan, lk)
-            with timer.stage("score"):
-                sc = score(plan, lk, tr)
-        with timer.stage("write"):
-            written = write_outputs(plan, lk, tr, sc, claim.staging)
-        with timer.stage("verify"):
-            check = verify(plan, lk, sc, written, claim.staging)
+        with engine:
+            with _capture_user_warnings(caught):
+                with timer.stage("read"):
+                    lk = read_labels_keys(plan)
+                with timer.stage("train"):
+                    tr = engine.train(plan, lk)
+                with timer.stage("score"):
+                    sc = engine.score(plan, lk, tr)
+            with timer.stage("write"):
+                written = engine.write(plan, lk, tr, sc, claim.staging)
+            with timer.stage("verify"):
+                check = engine.verify(plan, lk, sc, written, claim.staging)
         summary = _summary(plan, lk, tr, sc, check, claim, caught)
+        summary["engine"] = engine.describe()
         if tr.report_data is not None:
             with timer.stage("report"):
                 summary["report"] = _write_report(plan, tr, claim)
@@ -201,7 +247,8 @@ def clean_parquet(
     eval_path: str | os.PathLike | None = None, max_train_rows: int = 100_000,
     batch_rows: int = 65_536, seed: int = 0, overwrite: bool = False,
     clear_stale_claim: bool = False, progress: bool = True, report: bool = False,
-    argv: Sequence[str] | None = None,
+    argv: Sequence[str] | None = None, engine: str = "local", ray_address: str | None = None,
+    workers: int | None = None, train_workers: int | None = None,
 ) -> dict[str, Any]:
     """Clean a Parquet dataset into ``out/kept``, ``out/dropped`` and an issue table.
 
@@ -243,6 +290,16 @@ def clean_parquet(
         Progress bars; also write ``out/report.html`` (trained rows).
     argv : sequence of str, optional
         Command line recorded in the claim and summary (default ``sys.argv``).
+    engine : {"local", "ray"}, default="local"
+        ``"ray"``: score and write on a Ray cluster (``pip install 'tod-cleanse[ray]'``;
+        see ``docs/scale-out.md``); same kept rows and scores as ``"local"``.
+    ray_address : str, optional
+        ``HOST:PORT`` of a running Ray cluster; default: a local Ray instance.
+    workers : int, optional
+        Ray actors per pass (default 2).
+    train_workers : int, optional
+        Train data-parallel (torch DDP) on this many Ray Train workers; default: train
+        on the driver.
 
     Returns
     -------
@@ -268,10 +325,11 @@ def clean_parquet(
     >>> summary["counts"]["kept"], summary["counts"]["dropped"], summary["partition_check"]["ok"]
     (270, 30, True)
     """
+    runner = make_engine(engine, ray_address, workers, train_workers)
     return execute(prepare(
         input, out, label=label, features=features, text=text, image=image,
         image_shape=image_shape, model=model, model_params=model_params, estimator=estimator,
         argv=argv, key=key, method=method, drop_fraction=drop_fraction, threshold=threshold,
         eval_path=eval_path, max_train_rows=max_train_rows, batch_rows=batch_rows, seed=seed,
         overwrite=overwrite, clear_stale_claim=clear_stale_claim, progress=progress,
-        report=report))
+        report=report), runner)

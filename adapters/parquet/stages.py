@@ -189,11 +189,13 @@ def read_eval(plan: CleanPlan, classes: pa.Array) -> tuple[Any, np.ndarray]:
     return to_estimator(cfg.kind, concat(parts)), np.concatenate(labels)
 
 
-def train(plan: CleanPlan, lk: LabelsKeys) -> Trained:
+def train(plan: CleanPlan, lk: LabelsKeys, fit: Any = None) -> Trained:
     """Stage ``train``: fit a :class:`~tod_cleanse.ToDCleanser` on the training rows.
 
     The estimator gets the *raw* keys of the rows (``instance_keys``); it owns their
-    hashing, and reports show them as given.
+    hashing, and reports show them as given. ``fit(cleanser, X, y, keys)``, if given,
+    returns the fitted cleanser in place of ``cleanser.fit`` (the Ray engine trains
+    data-parallel with it).
     """
     from tod_cleanse import ToDCleanser
 
@@ -211,7 +213,10 @@ def train(plan: CleanPlan, lk: LabelsKeys) -> Trained:
                 train_pos.shape[0], lk.n)
     X_est = to_estimator(cfg.kind, X)
     try:
-        cleanser.fit(X_est, y, instance_keys=raw_keys)
+        if fit is None:
+            cleanser.fit(X_est, y, instance_keys=raw_keys)
+        else:
+            cleanser = fit(cleanser, X_est, y, raw_keys)
     except (TypeError, ValueError) as exc:
         fail(f"training on {plan.src.path} failed: {exc}")
     return Trained(cleanser, train_pos, trained, (X_est, y) if cfg.report else None)
