@@ -75,6 +75,19 @@ DESIGNS: dict[str, tuple[str, dict, str]] = {
     "w1024p7i3e40+T": ("one hidden layer of 1024, p=0.7, inner_p=0.3, 40 epochs, temperature",
                        dict(p=0.7, inner_p=0.3, hidden_layer_sizes=(1024,), max_epochs=40),
                        "temp"),
+    "w1024p8i5e40+T": ("one hidden layer of 1024, p=0.8, inner_p=0.5, 40 epochs, temperature",
+                       dict(p=0.8, inner_p=0.5, hidden_layer_sizes=(1024,), max_epochs=40),
+                       "temp"),
+    "w1024p8i3+T": ("one hidden layer of 1024, p=0.8, inner_p=0.3, temperature",
+                    dict(p=0.8, inner_p=0.3, hidden_layer_sizes=(1024,)), "temp"),
+    "w1024p8i5lr2+T": ("one hidden layer of 1024, p=0.8, inner_p=0.5, lr=2e-3, temperature",
+                       dict(p=0.8, inner_p=0.5, hidden_layer_sizes=(1024,), lr=2e-3), "temp"),
+    "w1024p7i5+T": ("one hidden layer of 1024, p=0.7, inner_p=0.5, temperature",
+                    dict(p=0.7, inner_p=0.5, hidden_layer_sizes=(1024,)), "temp"),
+    "w1024x2p7i3+T": ("two hidden layers of 1024, p=0.7, inner_p=0.3, temperature",
+                      dict(p=0.7, inner_p=0.3, hidden_layer_sizes=(1024, 1024)), "temp"),
+    "w1024p7i3": ("one hidden layer of 1024, p=0.7, inner_p=0.3, no temperature",
+                  dict(p=0.7, inner_p=0.3, hidden_layer_sizes=(1024,)), "raw"),
     "g2": ("complementary halves: mask_groups=2, p=0.5 (2-fold CV in one net)",
            dict(p=0.5, inner_p=0.0, mask_groups=2), "raw"),
     "g2i3+T": ("mask_groups=2, p=0.5, inner_p=0.3, temperature",
@@ -210,14 +223,20 @@ def run_cv(c: dict, split, y, flipped, seed: int, name: str = "cv5",
 
 
 def merge(rows: list[dict]) -> None:
+    """Merge rows into ``study.json`` under a file lock (several studies may run)."""
+    import fcntl
+    import os
+
     path = OUT / "study.json"
-    old = json.loads(path.read_text()) if path.exists() else []
-    keyed = {(r["design"], r["cell"]): r for r in old}
-    for r in rows:
-        keyed[(r["design"], r["cell"])] = r
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(list(keyed.values()), indent=1))
-    tmp.replace(path)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        old = json.loads(path.read_text()) if path.exists() else []
+        keyed = {(r["design"], r["cell"]): r for r in old}
+        for r in rows:
+            keyed[(r["design"], r["cell"])] = r
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(list(keyed.values()), indent=1))
+        tmp.replace(path)
 
 
 def main(argv: list[str] | None = None) -> int:
