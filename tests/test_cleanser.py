@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 from imblearn.base import is_sampler
 from imblearn.pipeline import Pipeline as ImbPipeline
+from imblearn.utils.estimator_checks import parametrize_with_checks as imb_parametrize_with_checks
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
@@ -188,3 +189,26 @@ def test_bad_data_reaches_the_user_named(digits_small):
     X, _, y_noisy, _ = digits_small
     with pytest.raises(ValueError, match="y has 399 entries but X has 400 rows"):
         ToDCleanser(ToDMLPClassifier(**EST)).fit(X, y_noisy[:-1])
+
+
+# ------------------------------------------------------- imbalanced-learn checks
+# Tiny and seeded: the checks compare two fits (multiclass vs one-vs-all targets).
+CHECK_CLEANSER = ToDCleanser(
+    ToDMLPClassifier(hidden_layer_sizes=(16,), max_epochs=2, random_state=0, verbose=0),
+    drop_fraction=0.1,
+)
+
+
+@imb_parametrize_with_checks([CHECK_CLEANSER])
+def test_imblearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def test_sampling_strategy_keeps_the_other_classes(fitted):
+    cl, X, y_noisy, _ = fitted
+    only = ToDCleanser(ToDMLPClassifier(**EST), drop_fraction=0.1, sampling_strategy=[3, 5])
+    X_kept, y_kept = only.fit_resample(X, y_noisy)
+    dropped_labels = set(y_noisy[only.issues_["is_issue"].to_numpy()].tolist())
+    assert dropped_labels and dropped_labels <= {3, 5}
+    for c in set(range(10)) - {3, 5}:
+        assert (y_kept == c).sum() == (y_noisy == c).sum()

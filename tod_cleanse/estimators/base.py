@@ -14,7 +14,6 @@ precision, influence scoring, pickling) lives here, once.
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import numbers
@@ -36,6 +35,7 @@ from ..diagnostics import fit_temperature, softmax_temperature, warn_if_unreliab
 from ..influence import iter_influence_blocks
 from ..layers import tod_context, tod_modules
 from ..masks import keys_to_int64
+from ._distributed import ddp_mean, ddp_seed, ddp_world, ddp_wrap
 
 logger = logging.getLogger(__name__)
 
@@ -327,8 +327,15 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
 
         return factor
 
-    def train_step(self, xb: Any, yb: torch.Tensor, kb: torch.Tensor) -> float:
-        """One optimisation step on a batch: instance ``i`` updates only ``m_i``."""
+    def train_step(self, xb: Any, yb: torch.Tensor, kb: torch.Tensor,
+                   loss_scale: float | None = None) -> float:
+        """One optimisation step on a batch: instance ``i`` updates only ``m_i``.
+
+        ``loss_scale`` (data-parallel training): the loss is the batch's *summed*
+        cross-entropy times ``loss_scale`` (world size / rows of the global batch), so
+        that DDP's average of the ranks' gradients is the gradient of the global
+        batch's mean loss, whatever the shard sizes.
+        """
         self.module_.train()
         self.optimizer_.zero_grad(set_to_none=True)
         mode = "seen" if self.turn_over else "full"
@@ -337,7 +344,8 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
             self.device_.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
         ):
             logits = self.module_(self._augment(xb))
-            loss = F.cross_entropy(logits.float(), yb)
+            loss = (F.cross_entropy(logits.float(), yb) if loss_scale is None else
+                    F.cross_entropy(logits.float(), yb, reduction="sum") * loss_scale)
         self.scaler_.scale(loss).backward()
         if self.grad_clip:
             self.scaler_.unscale_(self.optimizer_)
@@ -370,7 +378,7 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
         n = self._n_rows(inputs)
         y_enc = self._encode_y(y, n, fitting=True)
         keys = self._check_keys(instance_keys, n)
-        seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+        seed = ddp_seed(int(check_random_state(self.random_state).randint(2**31 - 1)))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.initialize()
@@ -403,18 +411,26 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
         tod_layers = tod_modules(self.module_) if self.turn_over else []
         for layer in tod_layers:  # hash each training key's masks once, not once per epoch
             layer.cache_masks(k_t.to(self.device_))
+        ddp, net = ddp_world(), self.module_
+        if ddp:  # data-parallel: same global batches, each rank its shard (keys travel along)
+            self.module_ = ddp_wrap(net, self.device_)
         try:
             for epoch in range(int(self.max_epochs)):
                 order = rng.permutation(n)
                 losses = []
                 for start in range(0, n, bs):
                     idx = order[start:start + bs]
+                    scale = None
+                    if ddp:
+                        scale = ddp[1] / idx.shape[0]
+                        idx = np.array_split(idx, ddp[1])[ddp[0]]
                     xb = self._batch(inputs, idx)
                     yb = y_t[idx].to(self.device_)
                     kb = k_t[idx].to(self.device_)
-                    losses.append(self.train_step(xb, yb, kb))
+                    losses.append(self.train_step(xb, yb, kb, scale) if ddp
+                                  else self.train_step(xb, yb, kb))
                     bar.update(1)
-                mean_loss = float(np.mean(losses))
+                mean_loss = ddp_mean(losses) if ddp else float(np.mean(losses))
                 if not math.isfinite(mean_loss):
                     raise FloatingPointError(
                         f"training loss became {mean_loss} in epoch {epoch + 1}; lower lr."
@@ -423,6 +439,7 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
                 bar.set_postfix(loss=f"{mean_loss:.4f}")
                 logger.info("epoch %d/%d train_loss=%.4f", epoch + 1, self.max_epochs, mean_loss)
         finally:
+            self.module_ = net
             bar.close()
             for layer in tod_layers:
                 layer.cache_masks(None)
@@ -621,39 +638,26 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
         return explain(self, X_t, y_t, k=k, label_filter=label_filter)
 
     # --------------------------------------------------------------- pickle
+    def _rebuild_module(self) -> ToDNetwork:
+        """A network of the fitted shape, to receive saved weights (see ``persistence``).
+
+        Default: :meth:`_build_module`. A family whose builder reads external
+        files (pretrained weights) overrides it to build from fitted metadata.
+        """
+        return self._build_module(len(self.classes_))
+
     def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        # The scheduler and grad scaler only matter during fit.
-        state.pop("scheduler_", None)
-        state.pop("scaler_", None)
-        for name in ("module_", "optimizer_"):
-            if name in state:
-                buf = io.BytesIO()
-                torch.save(state[name] if name == "module_" else state[name].state_dict(), buf)
-                state[name] = buf.getvalue()
-        if "device_" in state:
-            state["device_"] = str(state["device_"])
-        return state
+        from .persistence import dump_state
+
+        return dump_state(self)
 
     def __setstate__(self, state: dict) -> None:
-        saved = {k: state.pop(k) for k in ("module_", "optimizer_") if k in state}
-        self.__dict__.update(state)
-        if "device_" not in state:
-            return
-        device = torch.device(state["device_"])
-        if device.type == "cuda" and not torch.cuda.is_available():
-            logger.info("model was trained on %s; loading it on the CPU", device)
-            device = torch.device("cpu")
-        self.device_ = device
-        self.module_ = torch.load(io.BytesIO(saved["module_"]), map_location=device,
-                                  weights_only=False)
-        self.optimizer_ = self._make_optimizer()
-        if "optimizer_" in saved:
-            self.optimizer_.load_state_dict(
-                torch.load(io.BytesIO(saved["optimizer_"]), map_location=device,
-                           weights_only=False))
+        from .persistence import restore_state
+
+        restore_state(self, state)
 
 
 def _is_pandas_categorical(y: Any) -> bool:
     is_pandas = type(y).__name__ in ("Series", "Categorical")
     return is_pandas and str(getattr(y, "dtype", "")) == "category"
+

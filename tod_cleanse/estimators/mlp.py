@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.utils.validation import validate_data
 from torch import nn
 
@@ -122,13 +123,21 @@ class ToDMLPClassifier(BaseToDClassifier):
         self.random_state = random_state
         self.verbose = verbose
 
+    def __sklearn_tags__(self):  # noqa: D105 - sparse input is densified
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
     def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
         try:
-            X = validate_data(self, X, reset=reset, dtype=np.float32)
+            X = validate_data(self, X, reset=reset, dtype=np.float32,
+                              accept_sparse=("csr", "csc", "coo"))
         except ValueError as exc:
             if "could not convert" in str(exc):
                 raise ValueError(f"X must hold numbers only: {exc}") from None
             raise
+        if sp.issparse(X):  # densified: the network takes dense batches
+            X = X.toarray()
         if reset:
             if self.standardize:
                 self.mean_ = X.mean(axis=0, dtype=np.float64).astype(np.float32)
