@@ -44,7 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "batch-clean a Parquet dataset into kept/ and dropped/ folders",
     ),
     "report": (
-        "tod_cleanse.report",  # -> tod_cleanse.cli.report
+        "tod_cleanse.cli.report",
         "write a self-contained HTML report of what would be dropped and why",
     ),
 }

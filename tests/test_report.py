@@ -1,0 +1,257 @@
+"""write_report(): the HTML report (collected data, figures, HTML) and its safety checks."""
+
+from __future__ import annotations
+
+import base64
+import re
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tod_cleanse import ToDCleanser, ToDMLPClassifier, write_report
+from tod_cleanse.cli import main
+
+torch.set_num_threads(1)
+
+VOID = {"meta", "img", "br", "hr", "link", "input"}
+
+
+def _data(n=240, n_features=6, n_classes=3, noise=0.1, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=3.0, size=(n_classes, n_features))
+    y = rng.integers(n_classes, size=n)
+    X = (centers[y] + rng.normal(size=(n, n_features))).astype(np.float32)
+    y_noisy = y.copy()
+    flip = rng.choice(n, size=int(noise * n), replace=False)
+    y_noisy[flip] = (y[flip] + 1) % n_classes
+    return X, y, y_noisy
+
+
+def _est(**kw):
+    params = dict(hidden_layer_sizes=(16,), max_epochs=8, batch_size=32, random_state=0,
+                  verbose=0)
+    params.update(kw)
+    return ToDMLPClassifier(**params)
+
+
+# ------------------------------------------------------------------ report
+class _Balance(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.stack, self.errors, self.urls = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.urls += [v for a, v in attrs if a in ("src", "href") and v is not None]
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag, attrs):
+        self.urls += [v for a, v in attrs if a in ("src", "href") and v is not None]
+
+    def handle_endtag(self, tag):
+        if tag in VOID:
+            return
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.stack[-1:] or 'nothing'}")
+        else:
+            self.stack.pop()
+
+
+def _check_html(text: str) -> _Balance:
+    parser = _Balance()
+    parser.feed(text)
+    parser.close()
+    assert parser.errors == [] and parser.stack == []
+    # also well-formed XML once the doctype is removed
+    ET.fromstring(text.replace("<!DOCTYPE html>", "", 1))
+    assert "http://" not in text and "https://" not in text and "//" not in "".join(
+        u for u in parser.urls if not u.startswith("data:"))
+    assert all(u.startswith("data:image/png;base64,") or u.startswith("#")
+               for u in parser.urls)
+    return parser
+
+
+def _dropped_keys(text: str) -> list[str]:
+    section = text.split('<section id="dropped">', 1)[1]
+    return re.findall(r'<tr class="dropped" data-key="([^"]*)"', section)
+
+
+@pytest.fixture(scope="module")
+def tabular(tmp_path_factory):
+    """One report on a DataFrame (escaped feature names), reused by several tests."""
+    X, y, y_noisy = _data(n=260)
+    df = pd.DataFrame(X, columns=[f"f<{j}>" for j in range(X.shape[1])])
+    out = tmp_path_factory.mktemp("tab") / "sub" / "report.html"
+    rep = write_report(_est(), df.iloc[:200], y_noisy[:200], out, X_test=df.iloc[200:],
+                       y_test=y[200:], drop_fraction=0.1, max_test=5, k=3)
+    return rep, df, y, y_noisy
+
+
+def test_report_tabular(tabular):
+    rep, df, y, _ = tabular
+    text = rep.html.read_text(encoding="utf-8")
+    parser = _check_html(text)
+    cl = rep.cleanser
+    issues = cl.issues_
+    expected = issues[issues.is_issue].sort_values("rank")["key"].astype(str).tolist()
+    assert len(expected) == 20
+    assert _dropped_keys(text) == expected  # every dropped row, ranked
+    # feature names are escaped, feature values shown
+    assert "f&lt;0&gt;=" in text and "f<0>=" not in text
+    # figures: embedded and written as PNG files
+    assert {"score_distribution", "dropped_by_class", "class_confusion"} <= set(rep.figures)
+    for path in rep.figures.values():
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sum(u.startswith("data:image/png") for u in parser.urls) >= len(rep.figures)
+    # misclassified test examples with their training rows
+    wrong = int((cl.estimator_.predict(df.iloc[200:]) != y[200:]).sum())
+    n_cases = text.count('<div class="case"')
+    assert n_cases == min(5, wrong) and n_cases > 0
+    ex = rep.explanations
+    assert set(ex.target) == {int(t) for t in re.findall(r'data-target="(\d+)"', text)}
+    harm = ex[ex.kind == "harmful"]
+    assert (harm.train_label.to_numpy() == harm.predicted_label.to_numpy()).all()
+    assert (harm.influence < 0).all()
+    # class-pair confusion of the dropped rows
+    assert '<section id="confusion">' in text and 'class="cm"' in text
+
+
+def test_report_text_is_escaped(tabular, tmp_path):
+    rep, df, _, y_noisy = tabular
+    cl = rep.cleanser
+    worst = int(np.argmin(cl.scores_))
+    texts = [f"plain text {i} & more" for i in range(200)]
+    texts[worst] = "<script>alert('x')</script> evil"
+    out = tmp_path / "text.html"
+    write_report(cl, df.iloc[:200], y_noisy[:200], out, display=texts)
+    text = out.read_text(encoding="utf-8")
+    _check_html(text)
+    assert "<script" not in text
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; evil" in text
+    assert "plain text" in text and "&amp; more" in text
+    assert len(_dropped_keys(text)) == cl.n_dropped_
+
+
+def test_report_image_thumbnails(tmp_path):
+    rng = np.random.default_rng(1)
+    n = 160
+    y = rng.integers(2, size=n)
+    images = rng.random((n, 6, 5)).astype(np.float32) * 0.3
+    images[y == 1, :, :2] += 1.0  # class 1: bright left columns
+    y_noisy = y.copy()
+    y_noisy[:8] = 1 - y_noisy[:8]
+    X = images.reshape(n, -1)
+    out = tmp_path / "img.html"
+    rep = write_report(_est(), X[:120], y_noisy[:120], out, X_test=X[120:], y_test=y[120:],
+                       image_shape=(6, 5), drop_fraction=0.05)
+    text = out.read_text(encoding="utf-8")
+    _check_html(text)
+    rows = text.split('<section id="dropped">', 1)[1].split("<tr ")[1:]
+    assert len(rows) == rep.cleanser.n_dropped_ == 6
+    for row in rows:
+        src = re.search(r'<img class="thumb"[^>]*src="data:image/png;base64,([^"]+)"', row)
+        png = base64.b64decode(src.group(1))
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        assert int.from_bytes(png[16:20], "big") == 5 and int.from_bytes(png[20:24], "big") == 6
+    # 3-D image input is shown as images without image_shape (content from the data shape)
+    out2 = tmp_path / "img3d.html"
+    write_report(rep.cleanser, X[:120], y_noisy[:120], out2, display=images[:120])
+    assert out2.read_text(encoding="utf-8").count('<img class="thumb"') == 6
+    with pytest.raises(ValueError, match="image_shape"):
+        write_report(rep.cleanser, X[:120], y_noisy[:120], out2, content="image")
+    with pytest.raises(ValueError, match="image_shape"):
+        write_report(rep.cleanser, X[:120], y_noisy[:120], out2, image_shape=(7, 7))
+
+
+def test_report_bad_input(tabular, tmp_path):
+    rep, df, y, y_noisy = tabular
+    cl, X, y = rep.cleanser, df.iloc[:200], y_noisy[:200]
+    with pytest.raises(ValueError, match="y must be the 200 training labels"):
+        write_report(cl, X.iloc[:50], y[:50], tmp_path / "r.html")
+    with pytest.raises(TypeError, match="estimator must be"):
+        write_report("mlp", X, y, tmp_path / "r.html")
+    with pytest.raises(ValueError, match="X_test and y_test"):
+        write_report(cl, X, y, tmp_path / "r.html", X_test=X)
+    with pytest.raises(ValueError, match="display must have one entry"):
+        write_report(cl, X, y, tmp_path / "r.html", display=["a"])
+    with pytest.raises(ValueError, match="content must be one of"):
+        write_report(cl, X, y, tmp_path / "r.html", content="video")
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_cli_report_from_csv(tmp_path, capsys):
+    X, y, y_noisy = _data(n=200)
+    df = pd.DataFrame(X, columns=[f"x{j}" for j in range(X.shape[1])])
+    df["label"] = y_noisy
+    df["id"] = [f"id{i}" for i in range(len(df))]
+    csv = tmp_path / "data.csv"
+    df.to_csv(csv, index=False)
+    out = tmp_path / "cli.html"
+    code = main(["-q", "report", str(csv), "--label", "label", "--key", "id",
+                 "--max-epochs", "3", "--drop-fraction", "0.05", "--out", str(out)])
+    assert code == 0
+    text = out.read_text(encoding="utf-8")
+    _check_html(text)
+    keys = _dropped_keys(text)
+    assert len(keys) == 8 and all(k.startswith("id") for k in keys)  # 5% of 160 rows
+    assert (tmp_path / "cli_figures" / "score_distribution.png").exists()
+    assert f"report: {out}" in capsys.readouterr().out
+
+
+def test_cli_report_from_parquet_list_column(tmp_path, capsys):
+    """A list column (like clean --export-demo's pixels) feeds the MLP and the thumbnails."""
+    X, y, _ = _data(n=120, n_features=4)
+    df = pd.DataFrame({"pixels": list(X), "label": y, "id": np.arange(len(y)) * 7})
+    src = tmp_path / "data.parquet"
+    df.to_parquet(src)
+    out = tmp_path / "pq.html"
+    code = main(["-q", "report", str(src), "--label", "label", "--key", "id",
+                 "--features", "pixels", "--image-shape", "2x2", "--max-epochs", "1",
+                 "--hidden", "8", "--test-fraction", "0", "--drop-fraction", "0.1",
+                 "--out", str(out)])
+    assert code == 0
+    text = out.read_text(encoding="utf-8")
+    keys = _dropped_keys(text)
+    assert len(keys) == 12 and all(int(k) % 7 == 0 for k in keys)
+    assert text.count('<img class="thumb"') == 12
+
+
+@pytest.mark.parametrize("order", ["reversed", "rolled"])
+def test_report_refuses_rows_of_another_order(tabular, tmp_path, order):
+    """A fitted cleanser shown with its data in another order: never pair rows wrongly."""
+    rep, df, _, y_noisy = tabular
+    cl, X, y = rep.cleanser, df.iloc[:200], y_noisy[:200]
+    step = (lambda a: a[::-1]) if order == "reversed" else (lambda a: np.roll(a, 1, axis=0))
+    X2 = pd.DataFrame(step(X.to_numpy()), columns=X.columns)
+    with pytest.raises(ValueError, match="^y does not match"):
+        write_report(cl, X2, step(y), tmp_path / "r.html")
+    # the labels alone agree (same class for rows swapped): X is checked by prediction
+    same = np.sort(y)
+    fit = ToDCleanser(_est(max_epochs=3), drop_fraction=0.1).fit(X.iloc[np.argsort(y,
+                                                                               kind="stable")],
+                                                                same)
+    with pytest.raises(ValueError, match="^X does not match"):
+        write_report(fit, X, same, tmp_path / "r.html")
+    with pytest.raises(ValueError, match="^instance_keys do not match"):
+        write_report(cl, X, y, tmp_path / "r.html", instance_keys=np.arange(200)[::-1])
+    assert not (tmp_path / "r.html").exists()
+    # the data it saw, in its order, is accepted
+    write_report(cl, X, y, tmp_path / "ok.html", instance_keys=np.arange(200))
+    assert (tmp_path / "ok.html").exists()
+
+
+def test_report_mathtext_labels_are_literal(tmp_path):
+    """Labels are text: ``$\\frac{$`` is drawn literally and escaped in the HTML."""
+    X, y, y_noisy = _data(n=150)
+    names = np.array(["$\\frac{$", "a_b^c", "<b>"], dtype=object)
+    out = tmp_path / "math.html"
+    rep = write_report(_est(max_epochs=2), X, names[y_noisy], out, drop_fraction=0.1)
+    text = out.read_text(encoding="utf-8")
+    _check_html(text)
+    assert "$\\frac{$" in text and "&lt;b&gt;" in text and "<b>" not in text
+    for path in rep.figures.values():
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
