@@ -62,6 +62,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="write the demo data (digits with --noise seeded label noise, "
                             "default 10%%) to PATH as Parquet and exit")
     options.add_noise(parser, default=0.1, help="label noise of --export-demo (default 0.1)")
+    scale = parser.add_argument_group("scale-out (docs/scale-out.md)")
+    scale.add_argument("--engine", choices=("local", "ray"), default="local",
+                       help="local: this process (default); ray: score and write on a Ray "
+                            "cluster (pip install 'tod-cleanse[ray]')")
+    scale.add_argument("--ray-address", metavar="HOST:PORT",
+                       help="running Ray cluster (default: start a local Ray instance)")
+    scale.add_argument("--workers", type=options.positive_int, metavar="N",
+                       help="Ray actors scoring and writing (default 2)")
+    scale.add_argument("--train-workers", type=options.positive_int, metavar="N",
+                       help="train data-parallel (torch DDP) on N Ray Train workers "
+                            "(default: train on the driver)")
     parser.epilog = (f"Without --key, keys are scan-order row positions, written as column "
                      f"{ROW_COLUMN}. Errors exit with status 2.")
 
@@ -83,6 +94,11 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
+def _engine_params(args: argparse.Namespace) -> dict[str, Any]:
+    return dict(engine=args.engine, ray_address=args.ray_address, workers=args.workers,
+                train_workers=args.train_workers)
+
+
 def check(args: argparse.Namespace) -> None:
     """Check every argument, the input's columns and the output folder; write nothing."""
     from tod_cleanse.adapters.parquet import prepare
@@ -96,6 +112,9 @@ def check(args: argparse.Namespace) -> None:
                                   ("--out", args.out)) if not v]
     if missing:
         raise CLIError(f"missing {', '.join(missing)} (see tod-cleanse clean --help)")
+    from tod_cleanse.adapters.parquet.clean import make_engine
+
+    make_engine(**_engine_params(args))
     options.check_input_path(args.input)
     if args.eval_path is not None:
         options.check_input_path(args.eval_path, "--eval")
@@ -112,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
               "pixels, label, true_label)")
         return 0
     try:
-        summary = clean_parquet(args.input, args.out, argv=sys.argv, **_params(args))
+        summary = clean_parquet(args.input, args.out, argv=sys.argv, **_params(args),
+                                **_engine_params(args))
     except (PartitionCheckError, OSError) as exc:
         if isinstance(exc, FileNotFoundError | PermissionError):
             raise
