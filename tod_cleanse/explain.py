@@ -156,10 +156,12 @@ def explain(estimator: Any, X_t: Any, y_t: Any = None, k: int = 5,
     n_t = pred_enc.shape[0]
     true_enc = None
     if y_t is not None:
-        true_enc = estimator._encode_y(y_t, n_t, fitting=False, name="y_t")
+        true_enc = estimator.encode_labels(y_t, name="y_t")
+        if true_enc.shape[0] != n_t:
+            raise ValueError(f"y_t has {true_enc.shape[0]} entries but X_t has {n_t} rows.")
     filt = _filter_codes(estimator, label_filter, pred_enc, true_enc)
     y_train = np.asarray(estimator.y_train_)
-    keys = getattr(estimator, "instance_keys_", estimator.train_keys_)
+    keys = estimator.instance_keys_  # raw keys, as the user gave them
     y_for_influence = classes[true_enc if true_enc is not None else pred_enc]
 
     parts: list[dict[str, np.ndarray]] = []

@@ -33,8 +33,8 @@ from tqdm.auto import tqdm
 from .._constraints import StrOptions, int_interval, real_interval
 from ..diagnostics import fit_temperature, softmax_temperature, warn_if_unreliable
 from ..influence import iter_influence_blocks
+from ..keys import check_instance_keys
 from ..layers import tod_context, tod_modules
-from ..masks import keys_to_int64
 from ._distributed import ddp_mean, ddp_seed, ddp_world, ddp_wrap
 
 logger = logging.getLogger(__name__)
@@ -138,8 +138,9 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
     train_keys_ : ndarray of int64, shape (n_train,)
         The (hashed) instance keys the masks were drawn from.
     instance_keys_ : ndarray, shape (n_train,)
-        The instance keys as the user gave them (row positions by default);
-        :meth:`explain` reports these.
+        The instance keys as the user gave them, any dtype (row positions by
+        default): the one source of keys for ``ToDCleanser.issues_``,
+        :meth:`explain`, reports and saved models (see :mod:`tod_cleanse.keys`).
     self_influence_ : ndarray, shape (n_train,)
         ``I(z_i, z_i)``: large positive values mean the model had to memorise
         ``z_i``.
@@ -266,23 +267,24 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
                 f"known classes are {self.classes_.tolist()!r}."
             ) from None
 
-    @staticmethod
-    def _check_keys(instance_keys: Any, n_rows: int) -> np.ndarray:
-        if instance_keys is None:
-            return np.arange(n_rows, dtype=np.int64)
-        raw = np.asarray(instance_keys)
-        if raw.ndim != 1 or raw.shape[0] != n_rows:
-            raise ValueError(
-                f"instance_keys must have one key per row of X ({n_rows}), got shape {raw.shape}."
-            )
-        keys = keys_to_int64(raw)
-        uniq, counts = np.unique(keys, return_counts=True)
-        if uniq.shape[0] != n_rows:
-            dup = raw[np.isin(keys, uniq[counts > 1])][:3].tolist()
-            raise ValueError(
-                f"instance_keys must be unique: {n_rows - uniq.shape[0]} duplicate(s), e.g. {dup}."
-            )
-        return keys
+    def encode_labels(self, y: Any, *, name: str = "y") -> np.ndarray:
+        """Indices into ``classes_`` of the labels ``y`` (ValueError naming ``name``).
+
+        Parameters
+        ----------
+        y : array-like of shape (n,)
+            Labels among ``classes_``.
+        name : str, default="y"
+            Named in the error message.
+
+        Returns
+        -------
+        ndarray of int64, shape (n,)
+        """
+        check_is_fitted(self)
+        y_arr = np.asarray(y, dtype=object if _is_pandas_categorical(y) else None)
+        return self._encode_y(y_arr, y_arr.shape[0] if y_arr.ndim else 1, fitting=False,
+                              name=name)
 
     # -------------------------------------------------------------- training
     def initialize(self) -> BaseToDClassifier:
@@ -377,15 +379,14 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
         inputs = self._validate_X(X, reset=True)
         n = self._n_rows(inputs)
         y_enc = self._encode_y(y, n, fitting=True)
-        keys = self._check_keys(instance_keys, n)
+        raw_keys, keys = check_instance_keys(instance_keys, n)
         seed = ddp_seed(int(check_random_state(self.random_state).randint(2**31 - 1)))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.initialize()
             self._fit_loop(inputs, y_enc, keys, np.random.default_rng(seed))
         self.train_keys_ = keys
-        self.instance_keys_ = (np.arange(n) if instance_keys is None
-                               else np.asarray(instance_keys).copy())
+        self.instance_keys_ = raw_keys
         self.y_train_ = y_enc
         self._score_training_rows(inputs, y_enc, keys)
         if self.turn_over:
