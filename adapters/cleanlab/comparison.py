@@ -41,9 +41,9 @@ from sklearn.utils import _safe_indexing
 from tod_cleanse.cleanser import fitted_scores
 from tod_cleanse.estimators.base import BaseToDClassifier
 from tod_cleanse.noise import flip_labels
-from tod_cleanse.scores import METHODS
+from tod_cleanse.scores import METHODS, check_cleansing_params, select_issues
 
-from ._common import check_decision_params, check_tod_estimator, rank_and_flag
+from ._common import check_tod_estimator
 from .output import plot_pr_curves
 from .pred_probs import tod_pred_probs
 
@@ -161,8 +161,8 @@ def compare_finders(
     >>> X, y = load_iris(return_X_y=True)
     >>> mask = np.zeros(150, bool); mask[:5] = True
     >>> y_noisy = y.copy(); y_noisy[:5] = 2
-    >>> est = ToDMLPClassifier(hidden_layer_sizes=(32,), max_epochs=10, random_state=0,
-    ...                        verbose=0)
+    >>> est = ToDMLPClassifier(hidden_layer_sizes=(32,), max_epochs=30, lr=0.01,
+    ...                        random_state=0, verbose=0)
     >>> df = compare_finders(X, y_noisy, est, noise_mask=mask, cv=3,
     ...                      methods=["oos_likelihood", "self_influence"])
     >>> df.index.tolist()
@@ -205,11 +205,9 @@ def _check_compare_args(
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise ValueError(f"methods must be among {METHODS}, got {bad}.")
-    if "eval_influence" in methods and eval_set is None:
-        raise ValueError("method 'eval_influence' needs eval_set=(X_val, y_val).")
     for m in methods:
-        drop = check_decision_params(m, drop_fraction, None,
-                                     eval_set if m == "eval_influence" else None)
+        _, drop, _ = check_cleansing_params(m, drop_fraction, None,
+                                            eval_set if m == "eval_influence" else None)
     if "turn_over" not in estimator.get_params():
         raise ValueError("estimator has no turn_over parameter: cannot build the CV baseline.")
     y_arr = np.asarray(y)
@@ -238,7 +236,7 @@ def _run_tod(finders: _Finders, estimator: BaseToDClassifier, X: Any, y: Any,
     for m in methods:
         t1 = time.perf_counter()
         scores = fitted_scores(est, m, eval_set)
-        _, is_issue = rank_and_flag(scores, drop, None, est.train_proba_, est.y_train_)
+        _, is_issue = select_issues(scores, est.y_train_, est.train_proba_, drop_fraction=drop)
         finders.add(f"tod:{m}", is_issue, -scores, 1, t_fit + time.perf_counter() - t1)
     return est, t_fit
 
@@ -303,12 +301,16 @@ def _warm_up(estimator: BaseToDClassifier, X: Any, y: np.ndarray) -> None:
     """One untimed 1-epoch fit on <= 64 rows, so that the first timed finder does not
     pay torch's one-off start-up cost (seconds on a CPU) and wall times compare fairly.
 
-    A failure here is left to the first real fit, which raises the same error with
-    the estimator's own message.
+    Its warnings (a 1-epoch fit looks unreliable by design) are silenced, and a
+    failure is left to the first real fit, which raises the same error with the
+    estimator's own message.
     """
     try:
         _, first = np.unique(y, return_index=True)
         idx = np.unique(np.r_[first, np.arange(min(len(y), 64))])
-        clone(estimator).set_params(max_epochs=1, verbose=0).fit(_safe_indexing(X, idx), y[idx])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clone(estimator).set_params(max_epochs=1, verbose=0).fit(_safe_indexing(X, idx),
+                                                                     y[idx])
     except Exception as exc:  # the timed fit reports it
         logger.debug("warm-up fit failed (%s); the timed fit will report it", exc)

@@ -26,15 +26,15 @@ from cleanlab.datalab.internal.task import Task
 
 from tod_cleanse.cleanser import ToDCleanser, fitted_scores
 from tod_cleanse.estimators.base import BaseToDClassifier
-from tod_cleanse.scores import DEFAULT_METHOD
-
-from ._common import (
-    check_decision_params,
-    check_flag_rule,
-    check_tod_estimator,
-    is_fitted,
-    rank_and_flag,
+from tod_cleanse.scores import (
+    DEFAULT_METHOD,
+    check_cleansing_params,
+    check_threshold,
+    parse_drop_fraction,
+    select_issues,
 )
+
+from ._common import check_tod_estimator, is_fitted
 from .pred_probs import tod_quality_scores
 
 logger = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ class ToDInfluenceIssueManager(IssueManager):
             cfg: dict[str, Any] = {
                 "labels": np.asarray(lab.labels, dtype=np.int64),
                 "class_names": np.asarray(lab.class_names, dtype=object),
-                "threshold": args["threshold"], "eval_set": args["eval_set"],
+                "eval_set": args["eval_set"],
             }
             cfg["n"] = cfg["labels"].shape[0]
             if (args["estimator"] is None) == (args["scores"] is None):
@@ -287,16 +287,18 @@ def _scores_config(args: dict[str, Any], n: int, k: int) -> dict[str, Any]:
     if args["features"] is not None:
         warnings.warn(f"{ISSUE_NAME}: features= is ignored when scores= is given.",
                       UserWarning, stacklevel=2)
-    drop = check_flag_rule(args["drop_fraction"], args["threshold"])
+    drop = parse_drop_fraction(args["drop_fraction"])
+    threshold = check_threshold(args["threshold"])
     scores = _check_scores(args["scores"], n)
     pred_probs = None if args["pred_probs"] is None else _check_proba(args["pred_probs"], n, k)
-    if pred_probs is None and args["threshold"] is None and drop == "auto":
+    if pred_probs is None and threshold is None and drop == "auto":
         raise ValueError(
             "drop_fraction='auto' needs pred_probs= (out-of-sample probabilities) "
             "with scores=; pass pred_probs=, drop_fraction=<float> or threshold=."
         )
     return {"scores": scores, "pred_probs": pred_probs,
-            "method": args["method"] or "precomputed", "drop_fraction": drop}
+            "method": args["method"] or "precomputed", "drop_fraction": drop,
+            "threshold": threshold}
 
 
 def _estimator_config(
@@ -307,9 +309,10 @@ def _estimator_config(
     method = args["method"] or DEFAULT_METHOD
     if args["pred_probs"] is not None:
         raise ValueError("pred_probs= is only used with scores=, not estimator=.")
-    drop = check_decision_params(method, args["drop_fraction"], args["threshold"],
-                                 args["eval_set"])
-    cfg = {"estimator": estimator, "method": method, "drop_fraction": drop}
+    method, drop, threshold = check_cleansing_params(method, args["drop_fraction"],
+                                                     args["threshold"], args["eval_set"])
+    cfg = {"estimator": estimator, "method": method, "drop_fraction": drop,
+           "threshold": threshold}
     if is_fitted(estimator):
         if args["instance_keys"] is not None:
             raise ValueError("instance_keys= is only used with an unfitted estimator; a fitted "
@@ -391,15 +394,17 @@ def _find(cfg: dict[str, Any]) -> _Found:
     labels, class_names = cfg["labels"], cfg["class_names"]
     if "scores" in cfg:
         proba = cfg["pred_probs"]
-        rank, is_issue = rank_and_flag(cfg["scores"], cfg["drop_fraction"], cfg["threshold"],
-                                       proba, labels)
+        rank, is_issue = select_issues(cfg["scores"], labels, proba,
+                                       drop_fraction=cfg["drop_fraction"],
+                                       threshold=cfg["threshold"])
         predicted = None if proba is None else class_names[np.argmax(proba, axis=1)]
         return _Found(cfg["scores"], rank, is_issue, predicted, 0, None)
     if cfg["fitted"]:
         est = cfg["estimator"]
         scores = fitted_scores(est, cfg["method"], cfg["eval_set"])
-        rank, is_issue = rank_and_flag(scores, cfg["drop_fraction"], cfg["threshold"],
-                                       est.train_proba_, est.y_train_)
+        rank, is_issue = select_issues(scores, est.y_train_, est.train_proba_,
+                                       drop_fraction=cfg["drop_fraction"],
+                                       threshold=cfg["threshold"])
         return _Found(scores, rank, is_issue, _predicted_names(est, class_names, cfg["encoded"]),
                       0, est)
     cleanser = ToDCleanser(

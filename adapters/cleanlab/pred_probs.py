@@ -79,8 +79,8 @@ def tod_labels(estimator: BaseToDClassifier) -> np.ndarray:
     >>> from tod_cleanse import ToDMLPClassifier
     >>> X = np.r_[np.zeros((20, 2)), np.ones((20, 2))]
     >>> y = np.array(["cat"] * 20 + ["dog"] * 20)
-    >>> est = ToDMLPClassifier(hidden_layer_sizes=(8,), max_epochs=2, random_state=0,
-    ...                        verbose=0).fit(X, y)
+    >>> est = ToDMLPClassifier(hidden_layer_sizes=(8,), max_epochs=10, lr=0.05,
+    ...                        random_state=0, verbose=0).fit(X, y)
     >>> tod_labels(est)[[0, -1]].tolist()
     [0, 1]
     """
