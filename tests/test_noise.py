@@ -30,3 +30,40 @@ def test_bad_rate_and_one_class():
         flip_labels([0, 1], 1.0)
     with pytest.raises(ValueError, match="at least two classes"):
         flip_labels([1, 1, 1], 0.5)
+
+
+def test_bernoulli_sampling_flips_each_row_independently():
+    y = np.arange(2000) % 5
+    y_noisy, flipped = flip_labels(y, 0.3, random_state=1, sampling="bernoulli")
+    assert 500 < flipped.sum() < 700 and flipped.sum() != 600
+    assert np.all(y_noisy[flipped] != y[flipped])
+    np.testing.assert_array_equal(
+        flip_labels(y, 0.3, random_state=1, sampling="bernoulli")[0], y_noisy)
+
+
+def test_uniform_over_given_classes_and_generator_seed():
+    y = np.zeros(300, dtype=int)  # one class present, ten in the dataset
+    y_noisy, flipped = flip_labels(y, 0.5, np.random.default_rng(0), classes=np.arange(10))
+    assert flipped.sum() == 150 and set(y_noisy[flipped]) <= set(range(1, 10))
+    assert len(set(y_noisy[flipped])) == 9
+
+
+def test_string_partners_are_not_truncated():
+    y = np.array(["cat", "dog"] * 10)
+    y_noisy, flipped = flip_labels(y, 0.5, pairs={"cat": "tiger", "dog": "wolf"})
+    assert set(y_noisy[flipped]) == {"tiger", "wolf"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"rate": "0.1"}, "rate must be a number"),
+        ({"rate": True}, "rate must be a number"),
+        ({"rate": 0.1, "sampling": "poisson"}, "sampling must be 'exact' or 'bernoulli'"),
+        ({"rate": 0.1, "pairs": {}}, "pairs must be a non-empty mapping"),
+        ({"rate": 0.1, "classes": [0, 1]}, r"classes misses labels of y: \[2\]"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        flip_labels(np.arange(30) % 3, **kwargs)
