@@ -212,3 +212,14 @@ def test_sampling_strategy_keeps_the_other_classes(fitted):
     assert dropped_labels and dropped_labels <= {3, 5}
     for c in set(range(10)) - {3, 5}:
         assert (y_kept == c).sum() == (y_noisy == c).sum()
+
+
+def test_no_call_stack_inspection_or_private_sklearn_helpers():
+    import pathlib
+
+    import tod_cleanse
+
+    root = pathlib.Path(tod_cleanse.__file__).parent
+    for path in root.rglob("*.py"):
+        text = path.read_text()
+        assert "_getframe" not in text and "sklearn.utils._available_if" not in text, path
