@@ -46,3 +46,31 @@ def test_demo_table():
     assert table.iloc[3]["precision"] < 0.3
     assert table.loc[table.index[-1], "precision"] == 1.0
     assert np.all((table["test_accuracy"] > 0.9) & (table["test_accuracy"] <= 1.0))
+
+
+@pytest.mark.parametrize("suffix", [".md", ".csv"])
+def test_demo_command_prints_and_writes_the_table(monkeypatch, tmp_path, capsys, suffix):
+    """The CLI plumbing of `demo` (the work itself is test_demo_table): flags reach run_demo."""
+    import pandas as pd
+
+    from tod_cleanse.adapters import demo
+
+    seen = {}
+
+    def fake_run_demo(**kwargs):
+        seen.update(kwargs)
+        table = pd.DataFrame({"dropped": [3], "precision": [0.5]},
+                             index=pd.Index(["ToD (x, auto)"], name="finder"))
+        return demo.DemoResult(table, n_train=30, n_noisy=3, method="x")
+
+    monkeypatch.setattr(demo, "run_demo", fake_run_demo)
+    out = tmp_path / "sub" / f"table{suffix}"
+    assert main(["-q", "demo", "--noise", "0.2", "--seed", "4", "--seeds", "2", "--cv", "3",
+                 "--max-epochs", "2", "--device", "cpu", "--out", str(out)]) == 0
+    assert seen == {"noise_rate": 0.2, "random_state": 4, "n_seeds": 2, "cv": 3,
+                    "verbose": 0, "max_epochs": 2, "device": "cpu"}
+    printed = capsys.readouterr().out
+    assert "| ToD (x, auto) | 3 | 0.500 |" in printed and "20%, seed 4" in printed
+    text = out.read_text()
+    assert ("| ToD (x, auto) | 3 | 0.500 |" in text) == (suffix == ".md")
+    assert ('"ToD (x, auto)",3,0.5' in text) == (suffix == ".csv")
