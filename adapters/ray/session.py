@@ -207,6 +207,9 @@ class LocalCluster:
     node runs in its own process group (``--block``), which :meth:`stop` ends
     (SIGTERM, then SIGKILL): only the processes this object started.
 
+    The nodes listen on 127.0.0.1 without Ray's token authentication: a driver
+    connects with the environment :attr:`client_env` (``RAY_AUTH_MODE=disabled``).
+
     Parameters
     ----------
     nodes : int, default=2
@@ -230,6 +233,9 @@ class LocalCluster:
         self.nodes, self.num_cpus = nodes, num_cpus
         self.object_store_bytes = object_store_bytes
         self.env = env or {}
+        #: Environment a driver needs to connect: this throw-away cluster listens on
+        #: 127.0.0.1 only and runs without Ray's token authentication.
+        self.client_env = {"RAY_AUTH_MODE": "disabled"}
         self.procs: list[subprocess.Popen] = []
         self.dirs: list[Path] = []
         self.address = ""
@@ -241,9 +247,10 @@ class LocalCluster:
         args = [ray_bin, "start", "--block", f"--num-cpus={self.num_cpus}",
                 f"--object-store-memory={self.object_store_bytes}", f"--temp-dir={temp}",
                 "--disable-usage-stats"]
-        args += ([f"--port={port}", "--include-dashboard=false", "--node-ip-address=127.0.0.1"]
+        args += (["--head", f"--port={port}", "--include-dashboard=false",
+                  "--node-ip-address=127.0.0.1"]
                  if head else [f"--address={self.address}", "--node-ip-address=127.0.0.1"])
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **self.env}
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **self.client_env, **self.env}
         log = open(temp / "ray-start.log", "wb")  # noqa: SIM115 - closed with the node
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
