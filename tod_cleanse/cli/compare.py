@@ -27,20 +27,16 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["add_arguments", "check", "run"]
 
-_DEMO_NOISE = 0.1
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``tod-cleanse compare``."""
-    options.add_input(parser, required=False,
-                      help="Parquet file or folder (.csv: CSV); default: the digits with "
-                           "--noise injected label noise")
+    options.add_input_or_demo(parser)
     options.add_columns(parser)
     parser.add_argument("--noise-column", metavar="COL",
                         help="boolean ground-truth column of INPUT (True = mislabeled)")
     options.add_noise(parser, default=None,
                       help=f"fraction of labels to flip, seeded: the ground truth (default "
-                           f"{_DEMO_NOISE} on the digits, 0 with INPUT)")
+                           f"{options.DEMO_NOISE} on the digits, 0 with INPUT)")
     options.add_cleansing(parser, threshold=False, several_methods=True)
     options.add_cv(parser)
     options.add_model(parser, max_epochs=20, hidden="256,256")
@@ -57,14 +53,8 @@ def check(args: argparse.Namespace) -> None:
     if args.method and "eval_influence" in args.method:
         raise CLIError("--method eval_influence needs a validation set, which `compare` "
                        "does not take; choose other methods.")
-    if args.input is None:
-        given = [f for f, v in (("--label", args.label), ("--key", args.key),
-                                ("--features", args.features),
-                                ("--noise-column", args.noise_column)) if v]
-        if given:
-            raise CLIError(f"{', '.join(given)}: only with INPUT (the built-in digits demo "
-                           "has no columns to choose).")
-    else:
+    options.check_columns_need_input(args, "--noise-column")
+    if args.input is not None:
         if args.noise_column and args.noise:
             raise CLIError("--noise and --noise-column are two sources of ground truth; "
                            "give one.")
@@ -82,7 +72,7 @@ def _data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray 
     if args.input is None:
         from tod_cleanse.adapters.cleanlab import noisy_digits
 
-        noise = _DEMO_NOISE if args.noise is None else args.noise
+        noise = options.DEMO_NOISE if args.noise is None else args.noise
         X, y, mask = noisy_digits(noise, random_state=args.seed)
         return X, y, mask, f"digits, {noise:.0%} injected label noise (seed {args.seed})"
     table = load_table(args.input, label=args.label, key=args.key, features=args.features,

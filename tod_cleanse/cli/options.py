@@ -30,6 +30,9 @@ __all__ = [
     "positive_float",
     "fraction",
     "add_input",
+    "add_input_or_demo",
+    "check_columns_need_input",
+    "DEMO_NOISE",
     "add_columns",
     "add_model",
     "add_cleansing",
@@ -186,6 +189,26 @@ def add_input(parser: argparse.ArgumentParser, *, required: bool, help: str) -> 
     """The positional ``INPUT`` table (Parquet; ``.csv`` read as CSV)."""
     parser.add_argument("input", metavar="INPUT", nargs=None if required else "?",
                         default=None, help=help)
+
+
+#: label noise injected into the built-in digits demo when INPUT is omitted
+DEMO_NOISE = 0.1
+
+
+def add_input_or_demo(parser: argparse.ArgumentParser) -> None:
+    """The optional positional ``INPUT``; without it the digits demo is used."""
+    add_input(parser, required=False,
+              help="Parquet file or folder (.csv: CSV); default: the digits that ship with "
+                   f"scikit-learn, with --noise (default {DEMO_NOISE}) injected label noise")
+
+
+def check_columns_need_input(args: argparse.Namespace, *flags: str) -> None:
+    """Column flags (``--label``, ``--key``, ``--features`` and ``flags``) need ``INPUT``."""
+    names = ("--label", "--key", "--features", *flags)
+    given = [f for f in names if getattr(args, f[2:].replace("-", "_"), None)]
+    if args.input is None and given:
+        raise CLIError(f"{', '.join(given)}: only with INPUT (the built-in digits demo has no "
+                       "columns to choose).")
 
 
 def add_columns(parser: argparse.ArgumentParser, *, text: bool = False,

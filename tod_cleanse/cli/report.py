@@ -27,18 +27,14 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["add_arguments", "check", "run"]
 
-_DEMO_NOISE = 0.1
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``tod-cleanse report``."""
-    options.add_input(parser, required=False,
-                      help="Parquet file or folder (.csv: CSV); default: the digits with "
-                           "--noise injected label noise, offline")
+    options.add_input_or_demo(parser)
     options.add_columns(parser)
     options.add_noise(parser, default=None,
                       help=f"fraction of training labels to flip, seeded (default "
-                           f"{_DEMO_NOISE} on the digits, 0 with INPUT)")
+                           f"{options.DEMO_NOISE} on the digits, 0 with INPUT)")
     parser.add_argument("--test-fraction", metavar="F", type=options.fraction, default=0.2,
                         help="held-out share whose misclassified rows are explained "
                              "(0: none; default 0.2)")
@@ -62,12 +58,8 @@ def check(args: argparse.Namespace) -> None:
     if args.method == "eval_influence":
         raise CLIError("--method eval_influence needs a validation set, which `report` does "
                        "not take; choose another method.")
+    options.check_columns_need_input(args)
     if args.input is None:
-        given = [f for f, v in (("--label", args.label), ("--key", args.key),
-                                ("--features", args.features)) if v]
-        if given:
-            raise CLIError(f"{', '.join(given)}: only with INPUT (the built-in digits demo "
-                           "has no columns to choose).")
         if args.image_shape is not None and int(np.prod(args.image_shape)) != 64:
             raise CLIError(f"--image-shape {'x'.join(map(str, args.image_shape))} does not "
                            "fit the 64 pixels of the digits demo (8x8).")
@@ -83,7 +75,7 @@ def _data(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, Any, str, A
         from sklearn.datasets import load_digits
 
         digits = load_digits()
-        noise = _DEMO_NOISE if args.noise is None else args.noise
+        noise = options.DEMO_NOISE if args.noise is None else args.noise
         return (digits.data, digits.target, None, "digits", args.image_shape or (8, 8),
                 noise)
     table = load_table(args.input, label=args.label, key=args.key, features=args.features)
