@@ -498,11 +498,11 @@ def test_text_column_goes_to_bert(tmp_path):
     texts = [" ".join(rng.choice(words[:4] if c else words[4:], 5)) for c in y]
     table = pa.table({"text": texts, "label": pa.array(np.array(["no", "yes"])[y])})
     src = _write(tmp_path / "texts.parquet", table)
-    est = ToDBertClassifier(str(model_dir), max_epochs=1, batch_size=8, max_length=16,
-                            verbose=0, random_state=0)
+    est = ToDBertClassifier(model_name_or_path=str(model_dir), max_epochs=1, batch_size=8,
+                            max_length=16, verbose=0, random_state=0)
     summary = clean_parquet(src, tmp_path / "out", label="label", text="text", estimator=est,
                             drop_fraction=0.1, progress=False)
-    assert summary["parameters"]["estimator"] == "ToDBertClassifier"
+    assert summary["parameters"]["estimator"] == type(est).__name__
     assert summary["counts"] == {**summary["counts"], "kept": 36, "dropped": 4}
     kept = pq.read_table(tmp_path / "out" / "kept" / "texts.parquet")
     assert set(kept["text"].to_pylist()) <= set(texts)

@@ -252,22 +252,17 @@ def clean_parquet(
 ) -> dict[str, Any]:
     """Clean a Parquet dataset into ``out/kept``, ``out/dropped`` and an issue table.
 
-    Stages: read, train, score, write (to a staging folder), verify, commit (rename), under
-    a claim on ``out`` taken first. Error messages name the command-line option.
-
     Parameters
     ----------
-    input : path
-        Parquet file, folder of Parquet files or hive-partitioned dataset (sorted path order).
-    out : path
-        Output folder: new or empty, or a previous output with ``overwrite=True``; it must
-        not hold the input or lie inside it.
+    input, out : path
+        Parquet file, folder of Parquet files or hive-partitioned dataset; the output
+        folder (new, empty, or a previous output with ``overwrite``; apart from the input).
     label : str
         Label column (no missing values, at least two classes).
-    features, text, image : list of str, str, str
-        Exactly one: numeric / vector columns (MLP), a string column (BERT), or encoded
-        image bytes or pixel lists (VGG, with ``image_shape`` ``(H, W)`` or ``(C, H, W)``).
-    image_shape : sequence of int, optional
+    features, text, image, image_shape : optional
+        Exactly one of the first three: numeric / vector columns (MLP), a string column
+        (BERT), or encoded image bytes or pixel lists (VGG; ``image_shape`` ``(H, W)`` or
+        ``(C, H, W)``).
     key : str, optional
         Unique, stable id column (integers or strings); its raw values are the estimator's
         ``instance_keys``. Default: scan-order row positions, written as ``_tod_row``.
@@ -282,24 +277,17 @@ def clean_parquet(
         the training labels' type.
     max_train_rows, batch_rows, seed : int
         Training sample size, rows per streamed batch, seed of sample and estimator.
-    overwrite : bool, default=False
-        Replace ``out`` if it is a previous tod-cleanse output.
-    clear_stale_claim : bool, default=False
-        Take over a claim on ``out`` left by a run that is gone (same host, dead pid).
+    overwrite, clear_stale_claim : bool, default=False
+        Replace ``out`` if it is a previous tod-cleanse output; take over a claim on
+        ``out`` left by a run that is gone (same host, dead pid).
     progress, report : bool
         Progress bars; also write ``out/report.html`` (trained rows).
     argv : sequence of str, optional
         Command line recorded in the claim and summary (default ``sys.argv``).
-    engine : {"local", "ray"}, default="local"
-        ``"ray"``: score and write on a Ray cluster (``pip install 'tod-cleanse[ray]'``;
-        see ``docs/scale-out.md``); same kept rows and scores as ``"local"``.
-    ray_address : str, optional
-        ``HOST:PORT`` of a running Ray cluster; default: a local Ray instance.
-    workers : int, optional
-        Ray actors per pass (default 2).
-    train_workers : int, optional
-        Train data-parallel (torch DDP) on this many Ray Train workers; default: train
-        on the driver.
+    engine, ray_address, workers, train_workers : optional
+        ``"local"`` (default) or ``"ray"``: score and write on a Ray cluster
+        (``docs/scale-out.md``) at ``ray_address`` (default: a local instance) with
+        ``workers`` actors (default 2), training with DDP on ``train_workers`` if given.
 
     Returns
     -------
@@ -313,23 +301,20 @@ def clean_parquet(
 
     Examples
     --------
-    >>> import tempfile, os
+    >>> import os, tempfile
     >>> from tod_cleanse import ToDMLPClassifier
     >>> from tod_cleanse.adapters.parquet import export_demo
-    >>> tmp = tempfile.mkdtemp()
-    >>> data = export_demo(os.path.join(tmp, "digits.parquet"), n_rows=300)
-    >>> est = ToDMLPClassifier(hidden_layer_sizes=(16,), max_epochs=2, verbose=0)
-    >>> summary = clean_parquet(data, os.path.join(tmp, "out"), label="label",
-    ...                         features=["pixels"], key="id", estimator=est,
-    ...                         drop_fraction=0.1, progress=False)
+    >>> data = export_demo(os.path.join(tempfile.mkdtemp(), "digits.parquet"), n_rows=300)
+    >>> summary = clean_parquet(data, os.path.join(os.path.dirname(data), "out"),
+    ...     label="label", features=["pixels"], key="id", drop_fraction=0.1, progress=False,
+    ...     estimator=ToDMLPClassifier(hidden_layer_sizes=(16,), max_epochs=2, verbose=0))
     >>> summary["counts"]["kept"], summary["counts"]["dropped"], summary["partition_check"]["ok"]
     (270, 30, True)
     """
-    runner = make_engine(engine, ray_address, workers, train_workers)
     return execute(prepare(
         input, out, label=label, features=features, text=text, image=image,
         image_shape=image_shape, model=model, model_params=model_params, estimator=estimator,
         argv=argv, key=key, method=method, drop_fraction=drop_fraction, threshold=threshold,
         eval_path=eval_path, max_train_rows=max_train_rows, batch_rows=batch_rows, seed=seed,
         overwrite=overwrite, clear_stale_claim=clear_stale_claim, progress=progress,
-        report=report), runner)
+        report=report), make_engine(engine, ray_address, workers, train_workers))

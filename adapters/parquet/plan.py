@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
-from tod_cleanse.scores import DEFAULT_METHOD, METHODS, parse_drop_fraction
+from tod_cleanse.scores import DEFAULT_METHOD, check_cleansing_params
 
 from .commit import OutputState, check_output
 from .errors import fail
@@ -129,20 +128,16 @@ def _config(label: Any, features: Any, text: Any, image: Any, image_shape: Any,
                  f"got {image_shape!r}")
         shape = tuple(int(s) for s in image_shape)
     method = kw["method"]
-    if method is not None and method not in METHODS:
-        fail(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
-    threshold = kw["threshold"]
-    if threshold is not None and (isinstance(threshold, bool) or not isinstance(
-            threshold, numbers.Real) or not np.isfinite(threshold)):
-        fail(f"--threshold must be a finite number, got {threshold!r}")
-    try:
-        drop_fraction = parse_drop_fraction(kw["drop_fraction"], name="--drop-fraction")
+    try:  # the one validator of the cleansing settings (names method, drop_fraction, ...)
+        _, drop_fraction, threshold = check_cleansing_params(
+            DEFAULT_METHOD if method is None else method, kw["drop_fraction"], kw["threshold"],
+            require_eval_set=False)
     except ValueError as exc:
         fail(str(exc))
     eval_path = kw["eval_path"]
     return CleanConfig(
         label=label, kind=kind, columns=columns, key=key, image_shape=shape, method=method,
-        drop_fraction=drop_fraction, threshold=None if threshold is None else float(threshold),
+        drop_fraction=drop_fraction, threshold=threshold,
         eval_path=None if eval_path is None else Path(eval_path),
         max_train_rows=_positive_int(kw["max_train_rows"], "--max-train-rows", 2),
         batch_rows=_positive_int(kw["batch_rows"], "--batch-rows", 1),
