@@ -110,8 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Examples
     --------
-    >>> main(["report", "--noise", "2"])  # doctest: +SKIP
-    tod-cleanse report: error: argument --noise: expected a number in [0, 1), got '2'
+    A bad argument is one line on stderr (here ``tod-cleanse report: error: --label:
+    only with INPUT ...``) and exit status 2; argparse's own usage errors exit 2 too
+    (by ``SystemExit``).
+
+    >>> main(["report", "--label", "y"])
     2
     """
     argv = list(sys.argv[1:] if argv is None else argv)
