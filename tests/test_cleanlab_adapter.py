@@ -432,3 +432,16 @@ def test_compare_bad_arguments(data, est, kwargs, match):
     X, y, _ = data
     with pytest.raises(ValueError, match=match):
         tcl.compare_finders(X, y, est, **kwargs)
+
+
+def test_compare_checks_the_estimator_and_warns_about_a_plot_without_truth(data, est, tmp_path):
+    X, y, _ = data
+    with pytest.raises(TypeError, match="estimator must be a ToD estimator"):
+        tcl.compare_finders(X, y, object())
+    with pytest.raises(ValueError, match="estimator has turn_over=False"):
+        tcl.compare_finders(X, y, clone(est).set_params(turn_over=False))
+    png = tmp_path / "pr.png"
+    with pytest.warns(UserWarning, match="plot= needs noise_mask="):
+        tcl.compare_finders(X, y, clone(est).set_params(max_epochs=1), cv=2,
+                            methods=["oos_likelihood"], plot=png)
+    assert not png.exists()
