@@ -1,0 +1,393 @@
+"""Attribution methods compared by ``lds.py`` and ``removal.py``: ToD variants and baselines.
+
+Every method takes a :class:`Context` (a cell, its fitted ToD model, the targets) and
+returns ``scores`` with ``scores[a, i]`` the attribution of training row ``i`` to
+target ``a``, oriented like ``score_influence`` (positive = row ``i`` helped, i.e.
+removing it would raise the target's loss). Models a method needs beyond the one
+shared training run come from :meth:`Context.fit`, which records them in
+``Context.used`` so that their training time is charged to the method.
+
+Baselines come from ``dattri`` 0.3 (``pip install -e .[bench]``): TracIn (TracInCP,
+4 checkpoints), Grad-Dot (last checkpoint), TRAK with 1 and 10 models, and an
+influence function (EK-FAC). They see the ToD model's full network (every unit,
+inference scaling), i.e. exactly the predictor whose retrained losses are the ground
+truth.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import clone
+from torch import nn
+from torch.nn import functional as F
+
+from tod_cleanse.layers import tod_modules
+from tod_cleanse.masks import key_mask
+
+
+@dataclass
+class Context:
+    """What every method sees: the cell's data, the fitted model, the targets."""
+
+    estimator: Any  # unfitted template
+    model: Any  # fitted on all training rows, random_state=0
+    X: np.ndarray
+    y: np.ndarray
+    X_t: np.ndarray
+    y_t: np.ndarray
+    X_ref: np.ndarray  # validation rows (reference set of the control variates)
+    y_ref: np.ndarray
+    fits: dict = field(default_factory=dict)  # (params, seed) -> (fitted, cpu seconds)
+    used: list = field(default_factory=list)  # fits keys used by the current method
+
+    def fit(self, seed: int, **params: Any) -> tuple[Any, float]:
+        """A model of the template with ``params`` (cached), and its training CPU time."""
+        key = (tuple(sorted(params.items())), seed)
+        if key not in self.fits:
+            t0 = time.process_time()
+            m = clone(self.estimator).set_params(random_state=seed, **params).fit(self.X, self.y)
+            self.fits[key] = (m, time.process_time() - t0)
+        self.used.append(key)
+        return self.fits[key]
+
+
+# --------------------------------------------------------------------------- ToD
+def tod(ctx: Context) -> np.ndarray:
+    """The package's ``score_influence``: ``L(z_t; flipped_i) - L(z_t; seen_i)``."""
+    return ctx.model.score_influence(ctx.X_t, ctx.y_t)
+
+
+def tod_centred(ctx: Context) -> np.ndarray:
+    """ToD minus each row's mean ToD influence on the validation rows (a control variate
+    for "the seen sub-network of z_i is a better network overall")."""
+    m = ctx.model
+    return (m.score_influence(ctx.X_t, ctx.y_t)
+            - m.score_influence(ctx.X_ref, ctx.y_ref, reduce="mean")[None, :])
+
+
+def unit_gradients(model: Any, X_t: np.ndarray, y_t: np.ndarray) -> list[torch.Tensor]:
+    """Per target, the gradient of its loss w.r.t. a multiplier on every unit of every
+    ToD layer, at the full network: a list of ``(n_targets, width)`` tensors."""
+    module = model.module_.eval()
+    layers = tod_modules(module)
+    xs = torch.as_tensor(model._validate_X(X_t, reset=False))
+    ys = torch.as_tensor(model._encode_y(y_t, len(y_t), fitting=False))
+    mults: list[torch.Tensor] = []
+
+    def hook(_mod: nn.Module, _inp: Any, out: torch.Tensor) -> torch.Tensor:
+        u = torch.ones(out.shape, dtype=out.dtype, requires_grad=True)
+        mults.append(u)
+        return out * u
+
+    handles = [layer.register_forward_hook(hook) for layer in layers]
+    try:
+        loss = F.cross_entropy(module(xs), ys, reduction="sum")
+        grads = torch.autograd.grad(loss, mults)
+    finally:
+        for h in handles:
+            h.remove()
+    return [g.detach() for g in grads]
+
+
+def tod_linear(ctx: Context) -> np.ndarray:
+    """First-order ToD: ``g_t . (m_i / (1 - p) - (1 - m_i) / p)`` per layer, with ``g_t``
+    the target loss's gradient w.r.t. unit multipliers (one backward pass per target
+    block instead of two forward passes per pair)."""
+    m = ctx.model
+    grads = unit_gradients(m, ctx.X_t, ctx.y_t)
+    keys = torch.as_tensor(m.train_keys_)
+    out = torch.zeros(len(ctx.y_t), len(keys), dtype=torch.float64)
+    for g, layer in zip(grads, tod_modules(m.module_), strict=True):
+        mask = key_mask(keys, g.shape[1], layer.p, layer.layer_seed, layer.seed,
+                        layer.n_groups).to(g.dtype)
+        contrast = mask / (1 - layer.p) - (1 - mask) / layer.p
+        out += (g @ contrast.T).double()
+    # seen lowers the loss when g . contrast < 0: influence = L_flip - L_seen
+    return (-out).numpy()
+
+
+def _masked_linears(module: nn.Module) -> list[tuple[Any, nn.Linear, Any]]:
+    """``(tod_in, linear, tod_out)`` for every Linear of the head between two ToD layers."""
+    out, last_tod, pending = [], None, None
+    for layer in module.head:
+        if isinstance(layer, nn.Linear):
+            pending = (last_tod, layer) if last_tod is not None else None
+        elif type(layer).__name__ == "TurnOverDropout":
+            if pending is not None:
+                out.append((pending[0], pending[1], layer))
+                pending = None
+            last_tod = layer
+    return out
+
+
+def tod_pairwise(ctx: Context, with_units: bool = False) -> np.ndarray:
+    """Weight-level first-order ToD. Row ``i`` only trains the weights ``W[k, j]`` of a
+    hidden-to-hidden matrix with ``j`` in its input mask and ``k`` in its output mask:
+    a ``width x width`` pattern instead of ``width`` units, so far more rows can be
+    told apart. ``I(t, i) = -sum_kj dL_t/dW[k, j] W[k, j] c_out[i, k] c_in[i, j]`` with
+    ``c = m / (1 - p) - (1 - m) / p``; ``with_units`` adds the unit-level first order."""
+    m = ctx.model
+    module = m.module_.eval()
+    xs = torch.as_tensor(m._validate_X(ctx.X_t, reset=False))
+    ys = torch.as_tensor(m._encode_y(ctx.y_t, len(ctx.y_t), fitting=False))
+    keys = torch.as_tensor(m.train_keys_)
+    pairs = _masked_linears(module)
+    store: dict = {}
+
+    def hook(mod: nn.Module, inp: Any, out: torch.Tensor) -> None:
+        store[id(mod)] = (inp[0].detach(), out)
+
+    handles = [lin.register_forward_hook(hook) for _, lin, _ in pairs]
+    try:
+        loss = F.cross_entropy(module(xs), ys, reduction="sum")
+        outs = [store[id(lin)][1] for _, lin, _ in pairs]
+        deltas = torch.autograd.grad(loss, outs)
+    finally:
+        for h in handles:
+            h.remove()
+
+    def contrast(layer: Any, width: int) -> torch.Tensor:
+        mk = key_mask(keys, width, layer.p, layer.layer_seed, layer.seed, layer.n_groups)
+        mk = mk.float()
+        return mk / (1 - layer.p) - (1 - mk) / layer.p
+
+    total = torch.zeros(len(ys), len(keys), dtype=torch.float64)
+    for (t_in, lin, t_out), delta in zip(pairs, deltas, strict=True):
+        a = store[id(lin)][0]
+        c_in, c_out = contrast(t_in, a.shape[1]), contrast(t_out, delta.shape[1])
+        w = lin.weight.detach()
+        for t in range(len(ys)):  # (n, out) @ (out, in) -> (n, in), dotted with a_t * c_in
+            left = (c_out * delta[t]) @ w
+            total[t] += (left * (c_in * a[t])).sum(1).double()
+    out = -total.numpy()
+    if with_units:
+        out = out + tod_linear(ctx)
+    return out
+
+
+def tod_seeds(k: int) -> Callable[[Context], np.ndarray]:
+    """ToD influence averaged over ``k`` runs with different mask seeds and inits."""
+    def run(ctx: Context) -> np.ndarray:
+        total = 0.0
+        for s in range(k):
+            m = ctx.model if s == 0 else ctx.fit(s, mask_seed=s)[0]
+            total = total + m.score_influence(ctx.X_t, ctx.y_t)
+        return total / k
+    return run
+
+
+# --------------------------------------------------------------------- baselines
+def _loaders(model: Any, X: np.ndarray, y: np.ndarray, bs: int = 64) -> Any:
+    xs = torch.as_tensor(model._validate_X(X, reset=False))
+    ys = torch.as_tensor(model._encode_y(y, len(y), fitting=False))
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xs, ys),
+                                       batch_size=bs, shuffle=False)
+
+
+def _ce(module: nn.Module) -> Callable:
+    def f(params: dict, data: tuple) -> torch.Tensor:
+        x, y = data
+        out = torch.func.functional_call(module, params, (x.unsqueeze(0),))
+        return F.cross_entropy(out, y.unsqueeze(0))
+    return f
+
+
+def _margin(module: nn.Module) -> Callable:
+    def f(params: dict, data: tuple) -> torch.Tensor:
+        x, y = data
+        logp = -F.cross_entropy(torch.func.functional_call(module, params, (x.unsqueeze(0),)),
+                                y.unsqueeze(0))
+        return logp - torch.log1p(-torch.exp(logp).clamp(max=1 - 1e-6))
+    return f
+
+
+def _prob(module: nn.Module) -> Callable:
+    def f(params: dict, data: tuple) -> torch.Tensor:
+        x, y = data
+        out = torch.func.functional_call(module, params, (x.unsqueeze(0),))
+        return torch.exp(-F.cross_entropy(out, y.unsqueeze(0)))
+    return f
+
+
+def tracin(n_ckpt: int) -> Callable[[Context], np.ndarray]:
+    """dattri TracIn over ``n_ckpt`` evenly spaced checkpoints (1 = Grad-Dot on the
+    final model). Checkpoint ``e`` is a run of the same seed stopped after ``e``
+    epochs (constant learning rate: the same trajectory)."""
+    def run(ctx: Context) -> np.ndarray:
+        from dattri.algorithm.tracin import TracInAttributor
+        from dattri.task import AttributionTask
+
+        epochs = int(ctx.estimator.max_epochs)
+        stops = [round(epochs * (j + 1) / n_ckpt) for j in range(n_ckpt)]
+        models = [ctx.model if e == epochs else ctx.fit(0, max_epochs=e)[0] for e in stops]
+        module = ctx.model.module_.eval()
+        task = AttributionTask(loss_func=_ce(module), model=module,
+                               checkpoints=[m.module_.state_dict() for m in models])
+        att = TracInAttributor(task=task, weight_list=torch.full((n_ckpt,), ctx.model.lr),
+                               normalized_grad=False, device="cpu",
+                               projector_kwargs={"proj_type": "identity"})
+        s = att.attribute(_loaders(ctx.model, ctx.X, ctx.y), _loaders(ctx.model, ctx.X_t, ctx.y_t))
+        return s.T.double().numpy()
+    return run
+
+
+def trak(n_models: int, proj_dim: int = 512) -> Callable[[Context], np.ndarray]:
+    """dattri TRAK over ``n_models`` independently trained models (seeds 0..n-1)."""
+    def run(ctx: Context) -> np.ndarray:
+        from dattri.algorithm.trak import TRAKAttributor
+        from dattri.task import AttributionTask
+
+        models = [ctx.model] + [ctx.fit(s)[0] for s in range(1, n_models)]
+        module = ctx.model.module_.eval()
+        task = AttributionTask(loss_func=_margin(module), model=module,
+                               checkpoints=[m.module_.state_dict() for m in models])
+        att = TRAKAttributor(task=task, correct_probability_func=_prob(module), device="cpu",
+                             projector_kwargs={"proj_dim": proj_dim, "device": "cpu",
+                                               "proj_max_batch_size": 64})
+        att.cache(_loaders(ctx.model, ctx.X, ctx.y))
+        s = att.attribute(_loaders(ctx.model, ctx.X_t, ctx.y_t))
+        return s.T.double().numpy()
+    return run
+
+
+def ekfac(ctx: Context) -> np.ndarray:
+    """dattri influence function with the EK-FAC inverse Fisher (all linear layers)."""
+    from dattri.algorithm.influence_function import IFAttributorEKFAC
+    from dattri.task import AttributionTask
+
+    module = ctx.model.module_.eval()
+
+    def batch_loss(params: dict, data: tuple) -> torch.Tensor:
+        x, y = data
+        return F.cross_entropy(torch.func.functional_call(module, params, (x,)), y)
+
+    task = AttributionTask(loss_func=batch_loss, model=module,
+                           checkpoints=module.state_dict())
+    att = IFAttributorEKFAC(task=task, device="cpu", damping=0.01)
+    att.cache(_loaders(ctx.model, ctx.X, ctx.y, bs=256))
+    s = att.attribute(_loaders(ctx.model, ctx.X, ctx.y), _loaders(ctx.model, ctx.X_t, ctx.y_t))
+    return s.T.double().numpy()
+
+
+def _last_layer_feats(m: Any, X: np.ndarray, y: np.ndarray, keys: Any = None,
+                      mode: str = "full") -> tuple[torch.Tensor, torch.Tensor]:
+    """Input ``h`` of the output layer and its error ``softmax - onehot`` under ``mode``."""
+    from tod_cleanse.layers import tod_context
+
+    module = m.module_.eval()
+    head = list(module.head)
+    xs = torch.as_tensor(m._validate_X(X, reset=False))
+    ys = torch.as_tensor(m._encode_y(y, len(y), fitting=False))
+    kk = None if keys is None else torch.as_tensor(keys)
+    with torch.no_grad(), tod_context(kk, mode):
+        h = module.trunk(xs)
+        for layer in head[:-1]:
+            h = layer(h)
+        r = torch.softmax(head[-1](h), 1) - F.one_hot(ys, head[-1].out_features)
+    return h, r
+
+
+def last_layer_dot(ctx: Context, row_mode: str = "full") -> np.ndarray:
+    """Gradient dot product of the output layer only: ``(p_t - y_t).(p_i - y_i) h_t.h_i``;
+    ``row_mode="flipped"`` takes the training row's ``h_i, p_i`` from its flipped
+    sub-network (the one that never learned it), ``"seen"`` from its own."""
+    m = ctx.model
+    ht, rt = _last_layer_feats(m, ctx.X_t, ctx.y_t)
+    keys = None if row_mode == "full" else m.train_keys_
+    hi, ri = _last_layer_feats(m, ctx.X, ctx.y, keys, row_mode)
+    return ((rt @ ri.T) * (ht @ hi.T)).double().numpy()
+
+
+def linear_grad_factors(m: Any, X: np.ndarray, y: np.ndarray, mode: str = "full",
+                        keys: Any = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per-sample loss-gradient factors ``(a, delta)`` of every ``nn.Linear``: the
+    gradient of its weight is ``delta a^T`` (``delta`` alone for the bias)."""
+    from tod_cleanse.layers import tod_context
+
+    module = m.module_.eval()
+    lins = [mod for mod in module.modules() if isinstance(mod, nn.Linear)]
+    xs = torch.as_tensor(m._validate_X(X, reset=False))
+    ys = torch.as_tensor(m._encode_y(y, len(y), fitting=False))
+    kk = None if keys is None else torch.as_tensor(keys)
+    store: dict = {}
+
+    def hook(mod: nn.Module, inp: Any, out: torch.Tensor) -> None:
+        store[id(mod)] = (inp[0].detach(), out)
+
+    handles = [lin.register_forward_hook(hook) for lin in lins]
+    try:
+        with tod_context(kk, mode):
+            loss = F.cross_entropy(module(xs), ys, reduction="sum")
+        deltas = torch.autograd.grad(loss, [store[id(lin)][1] for lin in lins])
+    finally:
+        for h in handles:
+            h.remove()
+    return [(store[id(lin)][0], d.detach()) for lin, d in zip(lins, deltas, strict=True)]
+
+
+def subnet_graddot(ctx: Context, layers: str = "all", row_mode: str = "seen") -> np.ndarray:
+    """Grad-Dot with each training row's gradient taken in its own (seen) sub-network:
+    ``sum_layers (delta_t . delta_i)(a_t . a_i + 1)`` with the target's factors from the
+    full network. Row ``i`` only ever updated the weights of its sub-network, and its
+    seen-mode gradient is zero everywhere else."""
+    m = ctx.model
+    ft = linear_grad_factors(m, ctx.X_t, ctx.y_t)
+    fi = linear_grad_factors(m, ctx.X, ctx.y, row_mode,
+                             None if row_mode == "full" else m.train_keys_)
+    if layers == "last":
+        ft, fi = ft[-1:], fi[-1:]
+    elif layers == "head":
+        ft, fi = ft[1:], fi[1:]
+    out = torch.zeros(len(ctx.y_t), len(ctx.y), dtype=torch.float64)
+    for (at, dt), (ai, di) in zip(ft, fi, strict=True):
+        out += ((dt @ di.T) * (at @ ai.T + 1.0)).double()
+    return out.numpy()
+
+
+METHODS: dict[str, Callable[[Context], np.ndarray]] = {
+    "tod": tod,
+    "tod_centred": tod_centred,
+    "tod_linear": tod_linear,
+    "tod_seeds4": tod_seeds(4),
+    "tod_pairwise": tod_pairwise,
+    "tod_pairwise_units": lambda ctx: tod_pairwise(ctx, with_units=True),
+    "lastlayer": last_layer_dot,
+    "subnet_dot": subnet_graddot,
+    "subnet_dot_last": lambda ctx: subnet_graddot(ctx, "last"),
+    "graddot_full": lambda ctx: subnet_graddot(ctx, "all", "full"),
+    "subnet_dot_head": lambda ctx: subnet_graddot(ctx, "head"),
+    "lastlayer_flip": lambda ctx: last_layer_dot(ctx, "flipped"),
+    "lastlayer_seen": lambda ctx: last_layer_dot(ctx, "seen"),
+    "graddot": tracin(1),
+    "tracin4": tracin(4),
+    "trak1": trak(1),
+    "trak10": trak(10),
+    "ekfac": ekfac,
+}
+
+LABELS = {
+    "tod": "ToD (score_influence)",
+    "tod_centred": "ToD, mask-centred",
+    "tod_linear": "ToD, first-order (unit gradients)",
+    "tod_seeds4": "ToD, 4 runs with different mask seeds",
+    "tod_pairwise": "ToD, weight-level first-order",
+    "tod_pairwise_units": "ToD, weight- + unit-level first-order",
+    "lastlayer": "last-layer grad-dot",
+    "subnet_dot": "ToD sub-network Grad-Dot (all layers)",
+    "subnet_dot_last": "ToD sub-network Grad-Dot (output layer)",
+    "graddot_full": "Grad-Dot, full network (own implementation)",
+    "subnet_dot_head": "ToD sub-network Grad-Dot (layers above the first ToD layer)",
+    "lastlayer_flip": "last-layer grad-dot, row gradients from the flipped sub-network",
+    "lastlayer_seen": "last-layer grad-dot, row gradients from the seen sub-network",
+    "graddot": "Grad-Dot (dattri TracIn, final ckpt)",
+    "tracin4": "TracIn (dattri, 4 ckpts)",
+    "trak1": "TRAK-1 (dattri)",
+    "trak10": "TRAK-10 (dattri)",
+    "ekfac": "IF, EK-FAC (dattri)",
+}

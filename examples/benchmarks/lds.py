@@ -1,0 +1,199 @@
+"""Linear datamodeling score (LDS) of ToD influence and of the field's baselines.
+
+Protocol (Park et al., *TRAK*, ICML 2023): for ``S`` random halves of the training
+rows, each retrained with 2 seeds (``lds_ground_truth.py``, cached), and each of
+``n_targets`` random test rows, the LDS of a method is the Spearman correlation,
+across the ``S`` halves, between the sum of the method's attributions over the half
+and the target's actual (negated) loss under the models retrained on that half,
+averaged over targets. Every method scores from the same fitted model (default
+``ToDMLPClassifier``, ``random_state=0``, all training rows); methods that need more
+models (TRAK-10, TracIn checkpoints, several ToD mask seeds) train them and are
+charged their training time. CPU seconds are ``time.process_time`` with one torch
+thread.
+
+Usage::
+
+    nice -n 10 .venv/bin/python examples/benchmarks/lds_ground_truth.py --cell digits
+    nice -n 10 .venv/bin/python examples/benchmarks/lds.py --cell digits [--methods a,b]
+    .venv/bin/python examples/benchmarks/lds.py --report
+
+Scores are cached in ``results/influence/cache/<cell>/scores/`` (``--fresh`` recomputes)
+so ``removal.py`` reuses them. ``--report`` writes ``results/influence/lds.md`` and
+``lds_vs_cost.png`` from every ``lds_<cell>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import influence_methods as im  # noqa: E402
+import lds_ground_truth as gt  # noqa: E402
+import torch  # noqa: E402
+from scipy.stats import spearmanr  # noqa: E402
+
+OUT = gt.HERE / "results" / "influence"
+log = logging.getLogger("lds")
+ANCHORS = "dattri (MNIST + MLP): TRAK-50 0.45, TRAK-10 0.33, TracIn 0.15, TRAK-1 0.11"
+
+
+def lds(scores: np.ndarray, masks: np.ndarray, losses: np.ndarray) -> np.ndarray:
+    """Per-target Spearman between ``masks @ scores[a]`` and ``-losses[:, a]``."""
+    pred = masks.astype(np.float64) @ scores.T  # (S, n_targets)
+    out = np.full(scores.shape[0], np.nan)
+    for a in range(scores.shape[0]):
+        if np.ptp(losses[:, a]) > 0 and np.ptp(pred[:, a]) > 0:
+            out[a] = spearmanr(pred[:, a], -losses[:, a]).statistic
+    return out
+
+
+def make_context(cell: gt.Cell, targets: np.ndarray) -> tuple[im.Context, float]:
+    s = cell.split
+    ctx = im.Context(cell.estimator, None, s.X_train, s.y_train, s.X_test[targets],
+                     s.y_test[targets], s.X_val, s.y_val)
+    model, fit_cpu = ctx.fit(0)
+    ctx.model, ctx.used = model, []
+    return ctx, fit_cpu
+
+
+def score_method(ctx: im.Context, name: str, cache: Path, fresh: bool) -> dict:
+    """Scores of one method (cached) with its scoring and extra-training CPU seconds."""
+    path = cache / f"{name}.npz"
+    if path.exists() and not fresh:
+        d = np.load(path)
+        return {"scores": d["scores"], "score_cpu": float(d["score_cpu"]),
+                "train_cpu": float(d["train_cpu"]), "extra_runs": int(d["extra_runs"])}
+    before = set(ctx.fits)
+    ctx.used = []
+    t0 = time.process_time()
+    scores = np.asarray(im.METHODS[name](ctx), dtype=np.float64)
+    total = time.process_time() - t0
+    new_fit = sum(ctx.fits[k][1] for k in set(ctx.fits) - before)
+    used = set(ctx.used)
+    rec = {"scores": scores, "score_cpu": total - new_fit,
+           "train_cpu": sum(ctx.fits[k][1] for k in used), "extra_runs": len(used)}
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **rec)
+    return rec
+
+
+def run(cell_name: str, n_subsets: int, n_targets: int, names: list[str], fresh: bool) -> dict:
+    cell = gt.load_cell(cell_name)
+    masks, losses = gt.load_ground_truth(cell_name, n_subsets)
+    if len(masks) < n_subsets:
+        log.warning("only %d of %d subsets cached for %s", len(masks), n_subsets, cell_name)
+    targets = np.sort(np.random.default_rng(7).choice(len(cell.split.y_test), n_targets,
+                                                      replace=False))
+    ctx, fit_cpu = make_context(cell, targets)
+    path = OUT / f"lds_{cell_name}.json"
+    res = json.loads(path.read_text()) if path.exists() else {"methods": {}}
+    res.update({"cell": cell_name, "n_train": int(len(cell.split.y_train)),
+                "n_subsets": int(len(masks)), "n_targets": n_targets,
+                "seeds_per_subset": 2, "fit_cpu": fit_cpu,
+                "estimator": repr(cell.estimator),
+                "test_accuracy": float(ctx.model.score(cell.split.X_test, cell.split.y_test))})
+    cache = gt.CACHE / cell_name / "scores"
+    for name in names:
+        log.info("%s: %s", cell_name, name)
+        rec = score_method(ctx, name, cache, fresh)
+        per = lds(rec["scores"], masks, losses[:, targets])
+        res["methods"][name] = {
+            "lds": float(np.nanmean(per)),
+            "lds_se": float(np.nanstd(per) / np.sqrt(np.isfinite(per).sum())),
+            "score_cpu": rec["score_cpu"], "train_cpu": rec["train_cpu"],
+            "extra_runs": rec["extra_runs"],
+            "score_cpu_per_pair_us": 1e6 * rec["score_cpu"] / rec["scores"].size}
+        log.info("  LDS %.3f, scoring %.2f CPU s, extra training %.1f CPU s",
+                 res["methods"][name]["lds"], rec["score_cpu"], rec["train_cpu"])
+    OUT.mkdir(parents=True, exist_ok=True)
+    if path.exists():  # another run may have added methods meanwhile
+        res["methods"] = {**json.loads(path.read_text())["methods"], **res["methods"]}
+    path.write_text(json.dumps(res, indent=1))
+    return res
+
+
+def table(res: dict) -> list[str]:
+    tod = res["methods"].get("tod", {}).get("score_cpu")
+    lines = [f"**{res['cell']}** ({res['n_train']} training rows; {res['n_subsets']} random "
+             f"halves x {res['seeds_per_subset']} seeds retrained; {res['n_targets']} random "
+             f"test targets; one fit {res['fit_cpu']:.1f} CPU s; test accuracy "
+             f"{res['test_accuracy']:.3f})", "",
+             "| method | LDS (± s.e.) | scoring CPU s | x ToD | extra models | their "
+             "training CPU s |", "|---|---|---|---|---|---|"]
+    for name, m in sorted(res["methods"].items(), key=lambda kv: -kv[1]["lds"]):
+        ratio = f"{m['score_cpu'] / tod:.1f}" if tod else "-"
+        lines.append(f"| {im.LABELS.get(name, name)} | {m['lds']:.3f} ± {m['lds_se']:.3f} "
+                     f"| {m['score_cpu']:.2f} | {ratio} | {m['extra_runs']} "
+                     f"| {m['train_cpu']:.1f} |")
+    return lines + [""]
+
+
+def report() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = [json.loads(p.read_text()) for p in sorted(OUT.glob("lds_*.json"))]
+    lines = ["# LDS: ToD influence against the field's baselines", "",
+             "Generated by `examples/benchmarks/lds.py --report`. LDS = mean over targets "
+             "of the Spearman correlation between a method's summed attributions over a "
+             "random half of the training rows and the target's negated loss after "
+             "retraining on that half. Cost = CPU seconds with one torch thread: scoring, "
+             "plus training of any model beyond the one shared run.", "",
+             f"Published anchors: {ANCHORS}.", ""]
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.5), squeeze=False)
+    for res, ax in zip(results, axes[0], strict=True):
+        lines += table(res)
+        for name, m in res["methods"].items():
+            cost = m["score_cpu"] + m["train_cpu"]
+            ax.scatter(cost, m["lds"], color="C3" if name.startswith("tod") else "C0")
+            ax.annotate(im.LABELS.get(name, name), (cost, m["lds"]), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel("CPU seconds (scoring + extra training), log scale")
+        ax.set_ylabel("LDS")
+        ax.set_title(f"{res['cell']}: LDS against cost (red: ToD)")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(OUT / "lds_vs_cost.png", dpi=120)
+    (OUT / "lds.md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--cell", default="digits")
+    ap.add_argument("--subsets", type=int, default=50)
+    ap.add_argument("--targets", type=int, default=200)
+    ap.add_argument("--methods", default="all", help="comma-separated names or 'all'")
+    ap.add_argument("--fresh", action="store_true", help="recompute cached scores")
+    ap.add_argument("--report", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("tod_cleanse").setLevel(logging.WARNING)
+    torch.set_num_threads(1)
+    if args.report:
+        report()
+        return 0
+    names = list(im.METHODS) if args.methods == "all" else args.methods.split(",")
+    unknown = [n for n in names if n not in im.METHODS]
+    if unknown:
+        ap.error(f"--methods: unknown {unknown}; known: {list(im.METHODS)}")
+    try:
+        run(args.cell, args.subsets, args.targets, names, args.fresh)
+    except gt.bl.Skip as exc:
+        log.warning("skipping %s: %s", args.cell, exc)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
