@@ -302,3 +302,23 @@ def test_string_keys_stay_raw_in_issues_report_and_estimator(tmp_path, monkeypat
     html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     flagged = issues.filter(issues["is_issue"])["id"].to_pylist()
     assert flagged and all(f">{k}<" in html for k in flagged)
+
+
+def test_out_is_checked_again_once_claimed(tmp_path, src, monkeypatch):
+    """A run prepared before another one committed to --out finds out at its claim,
+    before any training, and leaves that output alone."""
+    from tod_cleanse.adapters.parquet import execute, prepare
+
+    out = tmp_path / "out"
+    late = prepare(src, out, label="label", features=["x0", "x1"], key="id", estimator=tiny(),
+                   drop_fraction=0.1, progress=False, max_train_rows=100_000, batch_rows=64,
+                   seed=0, overwrite=False, clear_stale_claim=False, report=False,
+                   method=None, threshold=None, eval_path=None)
+    first = clean(src, out)
+    stages = []
+    monkeypatch.setattr(pq_clean, "checkpoint", stages.append)
+    with pytest.raises(CleanParquetError, match=f"output folder {out} is not empty") as info:
+        execute(late)
+    assert not isinstance(info.value, OutputChangedError) and stages == []
+    assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(first))
+    assert siblings(out) == []

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from .claim import OutputClaim
-from .commit import TOOL, commit
+from .commit import TOOL, check_output, commit
 from .errors import OutputChangedError, fail
 from .faults import checkpoint
 from .plan import ROW_COLUMN, CleanPlan, prepare
@@ -117,6 +117,8 @@ def execute(plan: CleanPlan, engine: Any = None) -> dict[str, Any]:
     claim = OutputClaim.acquire(plan.out, plan.argv, plan.config.clear_stale_claim)
     keep_staging = False
     try:
+        # what --out is now that it is ours (another run may have committed meanwhile)
+        _, out_state = check_output(plan.out, plan.src.path, plan.config.overwrite)
         claim.staging.mkdir()
         caught: list[str] = []
         with engine:
@@ -140,7 +142,7 @@ def execute(plan: CleanPlan, engine: Any = None) -> dict[str, Any]:
         _write_json(claim.staging / "summary.json", summary)
         with timer.stage("commit"):
             try:
-                commit(claim, plan.out_state)
+                commit(claim, out_state)
             except OutputChangedError:
                 keep_staging = True
                 raise
