@@ -180,12 +180,10 @@ def test_stale_claim_is_reported_not_taken_over(tmp_path, src):
 
 def test_claim_of_a_live_run_is_not_cleared(tmp_path, src):
     out = tmp_path / "out"
-    write_claim(out, pid=os.getpid())
-    from tod_cleanse.adapters.parquet.claim import _process_start
+    from tod_cleanse.adapters.parquet.claim import ClaimHolder
 
-    (tmp_path / ".out.tod-cleanse-claim").write_text(json.dumps({
-        "pid": os.getpid(), "host": socket.gethostname(), "started": "now", "argv": ["x"],
-        "token": "live00000001", "pid_start": _process_start(os.getpid())}))
+    (tmp_path / ".out.tod-cleanse-claim").write_text(json.dumps(   # this very process
+        ClaimHolder.current(["tod-cleanse", "clean", "live"]).as_dict()))
     with pytest.raises(CleanParquetError, match="is in use"):
         clean(src, out, clear_stale_claim=True)
 
