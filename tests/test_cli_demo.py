@@ -74,3 +74,23 @@ def test_demo_command_prints_and_writes_the_table(monkeypatch, tmp_path, capsys,
     text = out.read_text()
     assert ("| ToD (x, auto) | 3 | 0.500 |" in text) == (suffix == ".md")
     assert ('"ToD (x, auto)",3,0.5' in text) == (suffix == ".csv")
+
+
+def test_every_package_is_installed():
+    """A wheel carries every package the command imports (cli/ and report/ included)."""
+    import ast
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    text = (root / "pyproject.toml").read_text()  # no tomllib on Python 3.10
+    listed = set(ast.literal_eval(re.search(r"^packages = (\[.*?\])", text,
+                                            re.M | re.S).group(1)))
+    dirs = dict(re.findall(r'"([\w.]+)" = "(\w+)"',
+                           re.search(r"^package-dir = \{(.*?)\}", text, re.M).group(1)))
+    found = set()
+    for name, folder in dirs.items():
+        for init in (root / folder).rglob("__init__.py"):
+            found.add(".".join((name, *init.parent.relative_to(root / folder).parts)))
+    assert {"tod_cleanse.cli", "tod_cleanse.report"} <= found
+    assert found == listed
