@@ -47,8 +47,8 @@ _SPECS: dict[str, ModelSpec] = {
     "mlp": ModelSpec("mlp", "ToDMLPClassifier", "features", None),
     # Any encoder AutoModelForSequenceClassification loads (BERT, RoBERTa, DistilBERT,
     # DeBERTa-v2/v3, ELECTRA, ModernBERT...); "bert" is the historical name.
-    "text": ModelSpec("bert", "ToDBertClassifier", "text", "model_name_or_path"),
-    "bert": ModelSpec("bert", "ToDBertClassifier", "text", "model_name_or_path"),
+    "text": ModelSpec("text", "ToDTextClassifier", "text", "model_name_or_path"),
+    "bert": ModelSpec("text", "ToDTextClassifier", "text", "model_name_or_path"),
     "vgg": ModelSpec("vgg", "ToDVGGClassifier", "image", None),
     "resnet": ModelSpec("resnet", "ToDResNetClassifier", "image", "weights_path"),
     "vit": ModelSpec("vit", "ToDViTClassifier", "image", "weights_path"),
