@@ -8,15 +8,16 @@ Subclasses (MLP, BERT, VGG) only say
   (:meth:`BaseToDClassifier._build_module`, returning a :class:`ToDNetwork`),
 * optionally, how to augment a training batch (:meth:`BaseToDClassifier._augment`).
 
-Everything else (label encoding, instance keys, the training loop, mixed
-precision, influence scoring, pickling) lives here, once.
+Everything else lives once, here and in the small modules it composes:
+label encoding (``_labels``), the training loop and mixed precision
+(``_training``), the network container and device resolution (``_network``),
+instance keys (:mod:`tod_cleanse.keys`), parameter constraints (below),
+influence scoring (here) and persistence (``persistence``).
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import numbers
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,9 +25,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d
-from torch import nn
+from sklearn.utils.validation import check_is_fitted
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
@@ -40,88 +39,17 @@ from ..influence import (
 )
 from ..keys import check_instance_keys
 from ..layers import tod_context, tod_modules
-from ._distributed import ddp_mean, ddp_seed, ddp_world, ddp_wrap
+from ._distributed import ddp_seed
+from ._labels import LabelEncodingMixin
+from ._network import ToDNetwork, repeat_rows, resolve_device
+from ._training import TrainingLoopMixin
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["BaseToDClassifier", "ToDNetwork", "resolve_device"]
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else as torch reads it.
-
-    Raises
-    ------
-    ValueError
-        Naming ``device`` when torch does not know the string or the device is
-        absent here.
-
-    Examples
-    --------
-    >>> resolve_device("cpu")
-    device(type='cpu')
-    >>> resolve_device("bogus")
-    Traceback (most recent call last):
-    ...
-    ValueError: device='bogus' is not a device torch knows; use 'auto', 'cpu', 'cuda' or 'cuda:N'.
-    """
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise ValueError(
-            f"device={device!r} is not a device torch knows; "
-            "use 'auto', 'cpu', 'cuda' or 'cuda:N'."
-        ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was requested but CUDA is not available here.")
-    return dev
-
-
-class ToDNetwork(nn.Module):
-    """A network split at the lowest turn-over dropout layer.
-
-    ``trunk`` holds everything below the first ToD layer: it does not depend on the
-    instance mask, so scoring computes it once per target and reuses it for every
-    training mask. ``head`` holds the ToD layers and everything above them.
-
-    Parameters
-    ----------
-    trunk : nn.Module
-        Mask-independent lower part (may be ``nn.Identity()``).
-    head : nn.Module
-        Upper part, containing every :class:`~tod_cleanse.layers.TurnOverDropout`.
-
-    Examples
-    --------
-    >>> from torch import nn
-    >>> net = ToDNetwork(nn.Identity(), nn.Linear(3, 2))
-    >>> net(torch.zeros(4, 3)).shape
-    torch.Size([4, 2])
-    """
-
-    def __init__(self, trunk: nn.Module, head: nn.Module) -> None:
-        super().__init__()
-        self.trunk = trunk
-        self.head = head
-
-    def forward(self, x: Any) -> torch.Tensor:
-        return self.head(self.trunk(x))
-
-
-def _repeat_rows(h: Any, k: int) -> Any:
-    """Repeat every row of a (nested) batch ``k`` times, row-major: r0 x k, r1 x k..."""
-    if isinstance(h, torch.Tensor):
-        return h.repeat_interleave(k, dim=0)
-    if isinstance(h, dict):
-        return {name: _repeat_rows(v, k) for name, v in h.items()}
-    if isinstance(h, tuple | list):
-        return type(h)(_repeat_rows(v, k) for v in h)
-    return h
-
-
-class BaseToDClassifier(ClassifierMixin, BaseEstimator):
+class BaseToDClassifier(TrainingLoopMixin, LabelEncodingMixin, ClassifierMixin, BaseEstimator):
     """Base class of the turn-over dropout classifiers. Not used directly.
 
     Every training instance ``z_i`` trains only its own fixed dropout sub-network
@@ -224,144 +152,7 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
         """
         resolve_device(self.device)
 
-    def _encode_y(self, y: Any, n_rows: int, *, fitting: bool, name: str = "y") -> np.ndarray:
-        if y is None:
-            raise ValueError(
-                f"{type(self).__name__} requires y to be passed, but the target y is None."
-            )
-        y_arr = column_or_1d(np.asarray(y, dtype=object if _is_pandas_categorical(y) else None),
-                             warn=True)
-        if y_arr.shape[0] != n_rows:
-            raise ValueError(f"{name} has {y_arr.shape[0]} entries but X has {n_rows} rows.")
-        if y_arr.dtype.kind == "f" and not np.all(np.isfinite(y_arr)):
-            raise ValueError(f"{name} contains NaN or infinite labels.")
-        if y_arr.dtype.kind == "O" and any(v is None or v != v for v in y_arr):
-            raise ValueError(f"{name} contains missing labels (None or NaN).")
-        if fitting:
-            if y_arr.dtype.kind == "O":
-                kinds = {"number" if isinstance(v, numbers.Number) else type(v).__name__
-                         for v in y_arr.tolist()}
-                if len(kinds) > 1:
-                    raise TypeError(
-                        f"{name} mixes label types ({', '.join(sorted(kinds))}); "
-                        "use labels of one type."
-                    )
-            check_classification_targets(y_arr)
-            try:
-                classes, encoded = np.unique(y_arr, return_inverse=True)
-            except TypeError as exc:
-                raise TypeError(
-                    f"{name} mixes label types that cannot be compared ({exc}); "
-                    "use labels of one type."
-                ) from None
-            if classes.shape[0] < 2:
-                raise ValueError(
-                    "Classifier can't train when only one class is present: "
-                    f"{name} has the single class {classes[0]!r}; ToD needs at least two."
-                )
-            self.classes_ = classes
-            return encoded.astype(np.int64)
-        lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
-        try:
-            return np.fromiter((lookup[v] for v in y_arr.tolist()), dtype=np.int64,
-                               count=y_arr.shape[0])
-        except (KeyError, TypeError):
-            unknown = sorted({repr(v) for v in y_arr.tolist() if v not in lookup})[:5]
-            raise ValueError(
-                f"{name} contains labels never seen in fit: {', '.join(unknown)}; "
-                f"known classes are {self.classes_.tolist()!r}."
-            ) from None
-
-    def encode_labels(self, y: Any, *, name: str = "y") -> np.ndarray:
-        """Indices into ``classes_`` of the labels ``y`` (ValueError naming ``name``).
-
-        Parameters
-        ----------
-        y : array-like of shape (n,)
-            Labels among ``classes_``.
-        name : str, default="y"
-            Named in the error message.
-
-        Returns
-        -------
-        ndarray of int64, shape (n,)
-        """
-        check_is_fitted(self)
-        y_arr = np.asarray(y, dtype=object if _is_pandas_categorical(y) else None)
-        return self._encode_y(y_arr, y_arr.shape[0] if y_arr.ndim else 1, fitting=False,
-                              name=name)
-
     # -------------------------------------------------------------- training
-    def initialize(self) -> BaseToDClassifier:
-        """Build ``module_`` and ``optimizer_`` (skorch-style); called by :meth:`fit`."""
-        self.device_ = resolve_device(self.device)
-        self.module_ = self._build_module(len(self.classes_)).to(self.device_)
-        if self.turn_over and not tod_modules(self.module_):
-            raise RuntimeError(f"{type(self).__name__} built a network without ToD layers.")
-        self.optimizer_ = self._make_optimizer()
-        return self
-
-    def _make_optimizer(self) -> torch.optim.Optimizer:
-        decay, no_decay = [], []
-        for param in self.module_.parameters():
-            if param.requires_grad:
-                (decay if param.ndim > 1 else no_decay).append(param)
-        groups = [
-            {"params": decay, "weight_decay": float(self.weight_decay)},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
-        if self.optimizer == "sgd":
-            return torch.optim.SGD(groups, lr=self.lr, momentum=0.9)
-        cls = torch.optim.AdamW if self.optimizer == "adamw" else torch.optim.Adam
-        return cls(groups, lr=self.lr)
-
-    def _amp_dtype(self) -> torch.dtype | None:
-        amp = self.amp
-        if self.device_.type != "cuda" or amp is False or amp is None:
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-    def _lr_lambda(self, total_steps: int):
-        schedule = self.lr_schedule or self._default_lr_schedule()
-        warmup = int(round(float(self.warmup_fraction) * total_steps))
-
-        def factor(step: int) -> float:
-            if warmup and step < warmup:
-                return (step + 1) / warmup
-            if schedule == "linear":
-                return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-            return 1.0
-
-        return factor
-
-    def train_step(self, xb: Any, yb: torch.Tensor, kb: torch.Tensor,
-                   loss_scale: float | None = None) -> float:
-        """One optimisation step on a batch: instance ``i`` updates only ``m_i``.
-
-        ``loss_scale`` (data-parallel training): the loss is the batch's *summed*
-        cross-entropy times ``loss_scale`` (world size / rows of the global batch), so
-        that DDP's average of the ranks' gradients is the gradient of the global
-        batch's mean loss, whatever the shard sizes.
-        """
-        self.module_.train()
-        self.optimizer_.zero_grad(set_to_none=True)
-        mode = "seen" if self.turn_over else "full"
-        amp_dtype = self._amp_dtype()
-        with tod_context(kb, mode), torch.autocast(
-            self.device_.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
-        ):
-            logits = self.module_(self._augment(xb))
-            loss = (F.cross_entropy(logits.float(), yb) if loss_scale is None else
-                    F.cross_entropy(logits.float(), yb, reduction="sum") * loss_scale)
-        self.scaler_.scale(loss).backward()
-        if self.grad_clip:
-            self.scaler_.unscale_(self.optimizer_)
-            nn.utils.clip_grad_norm_(self.module_.parameters(), float(self.grad_clip))
-        self.scaler_.step(self.optimizer_)
-        self.scaler_.update()
-        self.scheduler_.step()
-        return float(loss.detach())
-
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any, instance_keys: Any = None) -> BaseToDClassifier:
         """Train with turn-over dropout, then score every training row.
@@ -397,58 +188,6 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
         if self.turn_over:
             warn_if_unreliable(self)  # a FitReliabilityWarning per reason, if any
         return self
-
-    def _fit_loop(self, inputs: Any, y_enc: np.ndarray, keys: np.ndarray,
-                  rng: np.random.Generator) -> None:
-        n = y_enc.shape[0]
-        bs = int(self.batch_size)
-        steps_per_epoch = math.ceil(n / bs)
-        total = steps_per_epoch * int(self.max_epochs)
-        self.scheduler_ = torch.optim.lr_scheduler.LambdaLR(self.optimizer_, self._lr_lambda(total))
-        amp_dtype = self._amp_dtype()
-        self.scaler_ = torch.amp.GradScaler(
-            self.device_.type, enabled=amp_dtype == torch.float16
-        )
-        y_t = torch.as_tensor(y_enc)
-        k_t = torch.as_tensor(keys)
-        self.history_ = []
-        bar = tqdm(total=total, desc=f"{type(self).__name__}: training", unit="batch",
-                   disable=not self.verbose, leave=False)
-        tod_layers = tod_modules(self.module_) if self.turn_over else []
-        for layer in tod_layers:  # hash each training key's masks once, not once per epoch
-            layer.cache_masks(k_t.to(self.device_))
-        ddp, net = ddp_world(), self.module_
-        if ddp:  # data-parallel: same global batches, each rank its shard (keys travel along)
-            self.module_ = ddp_wrap(net, self.device_)
-        try:
-            for epoch in range(int(self.max_epochs)):
-                order = rng.permutation(n)
-                losses = []
-                for start in range(0, n, bs):
-                    idx = order[start:start + bs]
-                    scale = None
-                    if ddp:
-                        scale = ddp[1] / idx.shape[0]
-                        idx = np.array_split(idx, ddp[1])[ddp[0]]
-                    xb = self._batch(inputs, idx)
-                    yb = y_t[idx].to(self.device_)
-                    kb = k_t[idx].to(self.device_)
-                    losses.append(self.train_step(xb, yb, kb, scale) if ddp
-                                  else self.train_step(xb, yb, kb))
-                    bar.update(1)
-                mean_loss = ddp_mean(losses) if ddp else float(np.mean(losses))
-                if not math.isfinite(mean_loss):
-                    raise FloatingPointError(
-                        f"training loss became {mean_loss} in epoch {epoch + 1}; lower lr."
-                    )
-                self.history_.append({"epoch": epoch + 1, "train_loss": mean_loss})
-                bar.set_postfix(loss=f"{mean_loss:.4f}")
-                logger.info("epoch %d/%d train_loss=%.4f", epoch + 1, self.max_epochs, mean_loss)
-        finally:
-            self.module_ = net
-            bar.close()
-            for layer in tod_layers:
-                layer.cache_masks(None)
 
     # --------------------------------------------------------------- scoring
     def _score_batch_size(self) -> int:
@@ -575,7 +314,7 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
             yield from iter_influence_blocks(
                 trunk=lambda idx: self._trunk(self._batch(inputs, idx)),
                 head=self._head_logits,
-                repeat=_repeat_rows,
+                repeat=repeat_rows,
                 y_targets=y_enc,
                 train_keys=self.train_keys_,
                 pairs_per_batch=self._score_batch_size(),
@@ -711,9 +450,3 @@ class BaseToDClassifier(ClassifierMixin, BaseEstimator):
         from .persistence import restore_state
 
         restore_state(self, state)
-
-
-def _is_pandas_categorical(y: Any) -> bool:
-    is_pandas = type(y).__name__ in ("Series", "Categorical")
-    return is_pandas and str(getattr(y, "dtype", "")) == "category"
-

@@ -1,0 +1,152 @@
+"""The one training loop of the ToD estimators (skorch-style small, overridable steps)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from ..layers import tod_context, tod_modules
+from ._distributed import ddp_mean, ddp_world, ddp_wrap
+from ._network import resolve_device
+
+logger = logging.getLogger("tod_cleanse.estimators.base")
+
+__all__ = ["TrainingLoopMixin"]
+
+
+class TrainingLoopMixin:
+    """``initialize`` (``module_``, ``optimizer_``), ``train_step`` and the epoch loop.
+
+    Used by :class:`~tod_cleanse.estimators.base.BaseToDClassifier`, whose
+    ``fit`` validates the input and then calls :meth:`initialize` and
+    ``_fit_loop``.
+    """
+
+    def initialize(self) -> Any:
+        """Build ``module_`` and ``optimizer_`` (skorch-style); called by :meth:`fit`."""
+        self.device_ = resolve_device(self.device)
+        self.module_ = self._build_module(len(self.classes_)).to(self.device_)
+        if self.turn_over and not tod_modules(self.module_):
+            raise RuntimeError(f"{type(self).__name__} built a network without ToD layers.")
+        self.optimizer_ = self._make_optimizer()
+        return self
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        decay, no_decay = [], []
+        for param in self.module_.parameters():
+            if param.requires_grad:
+                (decay if param.ndim > 1 else no_decay).append(param)
+        groups = [
+            {"params": decay, "weight_decay": float(self.weight_decay)},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(groups, lr=self.lr, momentum=0.9)
+        cls = torch.optim.AdamW if self.optimizer == "adamw" else torch.optim.Adam
+        return cls(groups, lr=self.lr)
+
+    def _amp_dtype(self) -> torch.dtype | None:
+        amp = self.amp
+        if self.device_.type != "cuda" or amp is False or amp is None:
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+    def _lr_lambda(self, total_steps: int):
+        schedule = self.lr_schedule or self._default_lr_schedule()
+        warmup = int(round(float(self.warmup_fraction) * total_steps))
+
+        def factor(step: int) -> float:
+            if warmup and step < warmup:
+                return (step + 1) / warmup
+            if schedule == "linear":
+                return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+            return 1.0
+
+        return factor
+
+    def train_step(self, xb: Any, yb: torch.Tensor, kb: torch.Tensor,
+                   loss_scale: float | None = None) -> float:
+        """One optimisation step on a batch: instance ``i`` updates only ``m_i``.
+
+        ``loss_scale`` (data-parallel training): the loss is the batch's *summed*
+        cross-entropy times ``loss_scale`` (world size / rows of the global batch), so
+        that DDP's average of the ranks' gradients is the gradient of the global
+        batch's mean loss, whatever the shard sizes.
+        """
+        self.module_.train()
+        self.optimizer_.zero_grad(set_to_none=True)
+        mode = "seen" if self.turn_over else "full"
+        amp_dtype = self._amp_dtype()
+        with tod_context(kb, mode), torch.autocast(
+            self.device_.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+        ):
+            logits = self.module_(self._augment(xb))
+            loss = (F.cross_entropy(logits.float(), yb) if loss_scale is None else
+                    F.cross_entropy(logits.float(), yb, reduction="sum") * loss_scale)
+        self.scaler_.scale(loss).backward()
+        if self.grad_clip:
+            self.scaler_.unscale_(self.optimizer_)
+            nn.utils.clip_grad_norm_(self.module_.parameters(), float(self.grad_clip))
+        self.scaler_.step(self.optimizer_)
+        self.scaler_.update()
+        self.scheduler_.step()
+        return float(loss.detach())
+
+    def _fit_loop(self, inputs: Any, y_enc: np.ndarray, keys: np.ndarray,
+                  rng: np.random.Generator) -> None:
+        n = y_enc.shape[0]
+        bs = int(self.batch_size)
+        steps_per_epoch = math.ceil(n / bs)
+        total = steps_per_epoch * int(self.max_epochs)
+        self.scheduler_ = torch.optim.lr_scheduler.LambdaLR(self.optimizer_, self._lr_lambda(total))
+        amp_dtype = self._amp_dtype()
+        self.scaler_ = torch.amp.GradScaler(
+            self.device_.type, enabled=amp_dtype == torch.float16
+        )
+        y_t = torch.as_tensor(y_enc)
+        k_t = torch.as_tensor(keys)
+        self.history_ = []
+        bar = tqdm(total=total, desc=f"{type(self).__name__}: training", unit="batch",
+                   disable=not self.verbose, leave=False)
+        tod_layers = tod_modules(self.module_) if self.turn_over else []
+        for layer in tod_layers:  # hash each training key's masks once, not once per epoch
+            layer.cache_masks(k_t.to(self.device_))
+        ddp, net = ddp_world(), self.module_
+        if ddp:  # data-parallel: same global batches, each rank its shard (keys travel along)
+            self.module_ = ddp_wrap(net, self.device_)
+        try:
+            for epoch in range(int(self.max_epochs)):
+                order = rng.permutation(n)
+                losses = []
+                for start in range(0, n, bs):
+                    idx = order[start:start + bs]
+                    scale = None
+                    if ddp:
+                        scale = ddp[1] / idx.shape[0]
+                        idx = np.array_split(idx, ddp[1])[ddp[0]]
+                    xb = self._batch(inputs, idx)
+                    yb = y_t[idx].to(self.device_)
+                    kb = k_t[idx].to(self.device_)
+                    losses.append(self.train_step(xb, yb, kb, scale) if ddp
+                                  else self.train_step(xb, yb, kb))
+                    bar.update(1)
+                mean_loss = ddp_mean(losses) if ddp else float(np.mean(losses))
+                if not math.isfinite(mean_loss):
+                    raise FloatingPointError(
+                        f"training loss became {mean_loss} in epoch {epoch + 1}; lower lr."
+                    )
+                self.history_.append({"epoch": epoch + 1, "train_loss": mean_loss})
+                bar.set_postfix(loss=f"{mean_loss:.4f}")
+                logger.info("epoch %d/%d train_loss=%.4f", epoch + 1, self.max_epochs, mean_loss)
+        finally:
+            self.module_ = net
+            bar.close()
+            for layer in tod_layers:
+                layer.cache_masks(None)
