@@ -24,11 +24,13 @@ def _nll(logits, labels, t):
     return float(-np.mean(np.log(p[np.arange(len(labels)), labels])))
 
 
-def _fitted(labels, proba, losses=(0.1,), n_classes=None):
+def _fitted(labels, proba, losses=(0.1,), n_classes=None, full=None):
     """A stand-in for a fitted estimator: just the attributes the checks read."""
     k = n_classes or proba.shape[1]
+    full = proba if full is None else full
     return SimpleNamespace(y_train_=np.asarray(labels), classes_=np.arange(k),
                            oos_proba_=np.asarray(proba, dtype=float),
+                           train_proba_=np.asarray(full, dtype=float),
                            history_=[{"epoch": i + 1, "train_loss": v}
                                      for i, v in enumerate(losses)])
 
@@ -101,6 +103,18 @@ def test_issue_count_above_bound_is_named():
     reasons = fit_warnings(_fitted(y, proba))
     bound = f"{MAX_ISSUE_FRACTION:.0%}"
     assert any("estimated label issues above the bound" in r and bound in r for r in reasons)
+
+
+def test_issue_bound_reads_the_auto_count_of_the_full_network():
+    # oos view disagrees with most labels, the full network (the "auto" count) agrees
+    y = np.repeat([0, 1, 2], 100)
+    oos = np.full((300, 3), 0.02)
+    oos[np.arange(300), (y + 1) % 3] = 0.96
+    full = np.full((300, 3), 0.02)
+    full[np.arange(300), y] = 0.96
+    reasons = fit_warnings(_fitted(y, oos, full=full))
+    assert not any("above the bound" in r for r in reasons)
+    assert any("above the bound" in r for r in fit_warnings(_fitted(y, oos, full=oos)))
 
 
 def test_warn_if_unreliable_raises_one_userwarning_per_reason():

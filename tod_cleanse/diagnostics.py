@@ -139,14 +139,15 @@ def fit_warnings(estimator: Any) -> list[str]:
       (``k`` classes): the network is under-trained;
     * the out-of-sample accuracy on the given labels beats the majority-class
       rate by less than ``MIN_ACCURACY_GAIN`` of the way to 1: near chance;
-    * the estimated number of label issues
-      (:func:`tod_cleanse.scores.estimate_issue_count`) is above
-      ``MAX_ISSUE_FRACTION`` of the rows.
+    * the estimated number of label issues (the ``"auto"`` drop count:
+      :func:`tod_cleanse.scores.estimate_issue_count` on ``train_proba_``) is
+      above ``MAX_ISSUE_FRACTION`` of the rows.
 
     Parameters
     ----------
     estimator : BaseToDClassifier
-        A fitted estimator (with ``history_``, ``y_train_``, ``oos_proba_``).
+        A fitted estimator (with ``history_``, ``y_train_``, ``oos_proba_``,
+        ``train_proba_``).
 
     Returns
     -------
@@ -192,7 +193,9 @@ def fit_warnings(estimator: Any) -> list[str]:
             f"{floor:.3f} (majority-class rate {chance:.3f}); the flipped sub-networks "
             "cannot tell the classes apart"
         )
-    count = estimate_issue_count(estimator.oos_proba_, labels)
+    # the count ToDCleanser's drop_fraction="auto" uses (full network, in-sample)
+    count_proba = getattr(estimator, "train_proba_", None)
+    count = estimate_issue_count(proba if count_proba is None else count_proba, labels)
     if count > MAX_ISSUE_FRACTION * n:
         reasons.append(
             f"estimated label issues above the bound: {count} of {n} rows "

@@ -182,7 +182,9 @@ def counts(est, proba: np.ndarray, labels: np.ndarray) -> dict:
             "cl_offdiag": int(num_label_issues(labels, proba)),
             "argmax_disagree": int(np.sum(proba.argmax(1) != labels)),
             "offdiag": int(confident_joint_issues(proba, labels).sum()),
-            "offdiag_full": int(confident_joint_issues(est.train_proba_, labels).sum())}
+            "offdiag_full": int(confident_joint_issues(est.train_proba_, labels).sum()),
+            "offdiag_both": int((confident_joint_issues(proba, labels)
+                                 & confident_joint_issues(est.train_proba_, labels)).sum())}
 
 
 def run_design(name: str, c: dict, split, y, flipped, seed: int) -> dict:
