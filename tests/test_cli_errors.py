@@ -47,6 +47,7 @@ def files(tmp_path_factory):
     good.to_parquet(d / "good.parquet")
     good.to_csv(d / "good.csv", index=False)
     (d / "fake.parquet").write_text((d / "good.csv").read_text())
+    (d / "binary.csv").write_bytes((d / "good.parquet").read_bytes())
     dup = good.copy()
     dup.loc[5, "id"] = "id0"
     dup.to_parquet(d / "dup.parquet")
@@ -70,6 +71,8 @@ CLI_CASES = [
     ("report-missing-input", ["report", "{dir}/missing.parquet", "--label", "label"],
      "missing.parquet"),
     ("report-csv-as-parquet", ["report", "{fake}", "--label", "label"], "fake.parquet"),
+    ("report-parquet-as-csv", ["report", "{dir}/binary.csv", "--label", "label"],
+     "binary.csv"),
     ("report-missing-label", ["report", "{good}", "--label", "nope"], "--label 'nope'"),
     ("report-no-label", ["report", "{good}"], "--label"),
     ("report-non-numeric", ["report", "{good}", "--label", "label", "--key", "id"], "note"),
