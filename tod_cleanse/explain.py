@@ -91,6 +91,33 @@ def _top_k(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, val
 
 
+def _top_rows(estimator: Any, X_t: Any, y_for_influence: np.ndarray, filt: Any,
+              y_train: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Reduce every block of influences to the top-``k`` helpful and harmful rows."""
+    parts: list[dict[str, np.ndarray]] = []
+    for rows, block in estimator.iter_influence(X_t, y_for_influence):
+        if filt is None:
+            allowed = np.ones((1, y_train.shape[0]), dtype=bool)
+        elif isinstance(filt, list):
+            allowed = np.isin(y_train, filt)[None, :]
+        else:
+            allowed = y_train[None, :] == filt[rows][:, None]
+        for kind, sign in (("helpful", 1.0), ("harmful", -1.0)):
+            signed = np.where(allowed & (sign * block > 0), sign * block, -np.inf)
+            idx, val = _top_k(signed, k)
+            tgt, rnk = np.nonzero(idx >= 0)
+            parts.append({
+                "target": rows[tgt],
+                "kind": np.full(tgt.shape[0], kind, dtype=object),
+                "rank": rnk + 1,
+                "train_index": idx[tgt, rnk],
+                "influence": sign * val[tgt, rnk],
+            })
+    cols = {name: np.concatenate([p[name] for p in parts]) if parts else np.empty(0)
+            for name in ("target", "kind", "rank", "train_index", "influence")}
+    return cols
+
+
 def explain(estimator: Any, X_t: Any, y_t: Any = None, k: int = 5,
             label_filter: Any = None) -> pd.DataFrame:
     """The ``k`` most helpful and ``k`` most harmful training rows of every target.
@@ -164,27 +191,7 @@ def explain(estimator: Any, X_t: Any, y_t: Any = None, k: int = 5,
     keys = estimator.instance_keys_  # raw keys, as the user gave them
     y_for_influence = classes[true_enc if true_enc is not None else pred_enc]
 
-    parts: list[dict[str, np.ndarray]] = []
-    for rows, block in estimator.iter_influence(X_t, y_for_influence):
-        if filt is None:
-            allowed = np.ones((1, y_train.shape[0]), dtype=bool)
-        elif isinstance(filt, list):
-            allowed = np.isin(y_train, filt)[None, :]
-        else:
-            allowed = y_train[None, :] == filt[rows][:, None]
-        for kind, sign in (("helpful", 1.0), ("harmful", -1.0)):
-            signed = np.where(allowed & (sign * block > 0), sign * block, -np.inf)
-            idx, val = _top_k(signed, k)
-            tgt, rnk = np.nonzero(idx >= 0)
-            parts.append({
-                "target": rows[tgt],
-                "kind": np.full(tgt.shape[0], kind, dtype=object),
-                "rank": rnk + 1,
-                "train_index": idx[tgt, rnk],
-                "influence": sign * val[tgt, rnk],
-            })
-    cols = {name: np.concatenate([p[name] for p in parts]) if parts else np.empty(0)
-            for name in ("target", "kind", "rank", "train_index", "influence")}
+    cols = _top_rows(estimator, X_t, y_for_influence, filt, y_train, k)
     target = cols["target"].astype(np.int64)
     train_index = cols["train_index"].astype(np.int64)
     table = pd.DataFrame({

@@ -32,6 +32,16 @@ def _draw_rows(rng: np.random.Generator, eligible: np.ndarray, rate: float, n: i
     raise ValueError(f"sampling must be 'exact' or 'bernoulli', got {sampling!r}.")
 
 
+def _uniform_classes(y: np.ndarray, classes: Any) -> np.ndarray:
+    labels = np.unique(y) if classes is None else np.unique(np.asarray(classes))
+    if labels.shape[0] < 2:
+        raise ValueError("classes: uniform noise needs at least two classes to flip labels.")
+    missing = np.setdiff1d(np.unique(y), labels)
+    if missing.size:
+        raise ValueError(f"classes misses labels of y: {missing[:5].tolist()}.")
+    return labels
+
+
 def _with_room_for(y: np.ndarray, new_values: np.ndarray) -> np.ndarray:
     """A copy of ``y`` whose dtype also holds ``new_values`` (no truncated strings)."""
     if new_values.size and y.dtype.kind in "US" and new_values.dtype.kind in "US":
@@ -99,12 +109,7 @@ def flip_labels(
     n = y.shape[0]
     rng = np.random.default_rng(random_state)
     if pairs is None:
-        labels = np.unique(y) if classes is None else np.unique(np.asarray(classes))
-        if labels.shape[0] < 2:
-            raise ValueError("classes: uniform noise needs at least two classes to flip labels.")
-        missing = np.setdiff1d(np.unique(y), labels)
-        if missing.size:
-            raise ValueError(f"classes misses labels of y: {missing[:5].tolist()}.")
+        labels = _uniform_classes(y, classes)
         idx = _draw_rows(rng, np.arange(n), rate, n, sampling)
         pos = np.searchsorted(labels, y[idx])
         shift = rng.integers(1, labels.shape[0], size=idx.shape[0])
