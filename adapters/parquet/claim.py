@@ -181,22 +181,30 @@ class OutputClaim:
                         continue
                     fail(f"output {out} is claimed: {path} exists but cannot be read; if no "
                          f"tod-cleanse clean is writing to {out}, delete {path}")
-                cls._refuse_or_clear(out, path, other, clear_stale, recover_commit)
+                cls._refuse_or_clear(out, path, other, clear_stale)
             else:  # pragma: no cover - endless contention
                 fail(f"output {out}: could not claim it ({path} keeps changing)")
         except BaseException:
             _remove_dirs(created)
             raise
         claim = cls(out, me, created)
-        recovered = recover_commit(out)
+        try:  # a half-done commit of an earlier run is undone before anything else
+            recovered = recover_commit(out)
+        except BaseException:
+            claim.release()
+            _remove_dirs(created)
+            raise
         if recovered:
             logger.warning("output %s: %s", out, recovered)
         claim._warn_orphans()
         return claim
 
     @staticmethod
-    def _refuse_or_clear(out: Path, path: Path, other: ClaimHolder, clear_stale: bool,
-                         recover_commit: Any) -> None:
+    def _refuse_or_clear(out: Path, path: Path, other: ClaimHolder, clear_stale: bool) -> None:
+        """Fail for a live or foreign holder; for a dead one, undo its half-done commit,
+        then fail (``clear_stale=False``) or remove its claim and staging folder."""
+        from .commit import recover_commit
+
         alive = other.alive()
         if alive:
             fail(f"output {out} is in use: claimed by {other.describe()}; wait for that run "
