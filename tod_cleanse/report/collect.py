@@ -29,7 +29,10 @@ __all__ = ["TestCases", "ReportData", "fitted_cleanser", "check_fitted_on", "col
 
 #: rows of X re-predicted to check that X is the data a fitted cleanser saw
 _FINGERPRINT_ROWS = 32
-_FINGERPRINT_ATOL = 1e-3
+#: largest difference of a probability allowed between ``train_proba_`` and a fresh
+#: prediction of the same row: far above float32 noise (other batch sizes, TF32
+#: convolutions on a GPU), far below what a different row gives
+_FINGERPRINT_ATOL = 1e-2
 
 
 @dataclass
