@@ -123,6 +123,16 @@ def test_load_table_bad_values(tmp_path, change, match):
         load_table(path, label="label", key="id")
 
 
+def test_load_table_csv_text_past_the_sniffed_head(tmp_path):
+    """The CSV schema is read from the first rows; a later text value still names its column."""
+    path = tmp_path / "late.csv"
+    frame = pd.DataFrame({"a": [str(i) for i in range(1200)], "label": [0, 1] * 600})
+    frame.loc[1100, "a"] = "oops"
+    frame.to_csv(path, index=False)
+    with pytest.raises(CLIError, match="--features column 'a' of late.csv is not numeric"):
+        load_table(path, label="label")
+
+
 def test_check_table_names_the_column_and_file(tmp_path):
     path = tmp_path / "t.csv"
     _frame().drop(columns="px").to_csv(path, index=False)

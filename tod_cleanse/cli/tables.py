@@ -153,13 +153,18 @@ def check_table(path: str | os.PathLike, *, label: str | None, key: str | None =
 
 def _column_matrix(values: pd.Series, name: str, source: str) -> np.ndarray:
     first = values.iloc[0] if len(values) else None
-    if isinstance(first, list | tuple | np.ndarray):
-        lengths = values.map(lambda v: -1 if v is None else len(v))
-        if lengths.nunique() != 1 or lengths.iloc[0] < 1:
-            raise CLIError(f"--features column {name!r} of {source} holds lists of different "
-                           "lengths (or empty/missing ones); every row needs the same length.")
-        return np.stack([np.asarray(v, dtype=np.float64) for v in values])
-    return values.to_numpy(dtype=np.float64, na_value=np.nan).reshape(-1, 1)
+    try:
+        if isinstance(first, list | tuple | np.ndarray):
+            lengths = values.map(lambda v: -1 if v is None else len(v))
+            if lengths.nunique() != 1 or lengths.iloc[0] < 1:
+                raise CLIError(f"--features column {name!r} of {source} holds lists of "
+                               "different lengths (or empty/missing ones); every row needs "
+                               "the same length.")
+            return np.stack([np.asarray(v, dtype=np.float64) for v in values])
+        return values.to_numpy(dtype=np.float64, na_value=np.nan).reshape(-1, 1)
+    except (TypeError, ValueError) as exc:  # e.g. a CSV column with text past its head
+        raise CLIError(f"--features column {name!r} of {source} is not numeric: "
+                       f"{' '.join(str(exc).split())}") from None
 
 
 def load_table(path: str | os.PathLike, *, label: str | None, key: str | None = None,
