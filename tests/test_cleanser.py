@@ -223,3 +223,18 @@ def test_no_call_stack_inspection_or_private_sklearn_helpers():
     for path in root.rglob("*.py"):
         text = path.read_text()
         assert "_getframe" not in text and "sklearn.utils._available_if" not in text, path
+
+
+def test_imblearn_pipeline_routes_instance_keys_with_metadata_routing():
+    import sklearn
+
+    X = np.random.default_rng(0).normal(size=(60, 4))
+    y = np.arange(60) % 2
+    keys = np.array([f"k{i}" for i in range(60)])
+    with sklearn.config_context(enable_metadata_routing=True):
+        clean = (ToDCleanser(ToDMLPClassifier(**{**EST, "max_epochs": 1}), drop_fraction=0.1)
+                 .set_fit_resample_request(instance_keys=True)
+                 .set_fit_request(instance_keys=True))
+        pipe = ImbPipeline([("clean", clean), ("clf", LogisticRegression())])
+        pipe.fit(X, y, instance_keys=keys)
+    assert pipe["clean"].issues_["key"].tolist() == keys.tolist()

@@ -81,6 +81,14 @@ class ToDCleanser(BaseCleaningSampler):
     scikit-learn transformer returns one output row per input row, so it cannot
     drop rows; resampling is what imbalanced-learn's ``fit_resample`` is for.
 
+    Instance keys reach the cleanser through ``fit_resample(X, y, instance_keys=...)``
+    or ``fit``. Inside :class:`imblearn.pipeline.Pipeline` pass them with
+    scikit-learn's metadata routing (``sklearn.set_config(enable_metadata_routing=True)``,
+    ``cleanser.set_fit_resample_request(instance_keys=True)
+    .set_fit_request(instance_keys=True)``, then ``pipe.fit(X, y, instance_keys=keys)``):
+    without routing, imbalanced-learn gives ``step__param`` fit parameters to ``fit``
+    only, never to a sampler's ``fit_resample``, and the keys default to row positions.
+
     Every score is oriented so that more negative = more harmful; see
     :mod:`tod_cleanse.scores` and the README for each method's formula.
 
