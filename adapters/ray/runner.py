@@ -36,9 +36,10 @@ class RayEngine:
 
     Examples
     --------
-    >>> engine = RayEngine.create(address=None, workers=2)  # doctest: +SKIP
-    >>> engine.describe()["workers"]  # doctest: +SKIP
-    2
+    What ``clean_parquet(..., engine="ray", workers=2)`` does (needs Ray)::
+
+        engine = RayEngine.create(address=None, workers=2)
+        summary = execute(prepare(...), engine)   # summary["engine"]["workers"] == 2
     """
 
     name = "ray"

@@ -137,9 +137,10 @@ class RaySession:
 
     Examples
     --------
-    >>> with RaySession(None, num_cpus=1) as session:  # doctest: +SKIP
-    ...     session.n_nodes()
-    1
+    Needs Ray, so not run as a doctest::
+
+        with RaySession(None, num_cpus=1) as session:
+            print(session.n_nodes())   # 1
     """
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
@@ -222,10 +223,12 @@ class LocalCluster:
 
     Examples
     --------
-    >>> with LocalCluster(nodes=2) as cluster:  # doctest: +SKIP
-    ...     with RaySession(cluster.address) as s:
-    ...         s.n_nodes()
-    2
+    Starts real Ray processes, so not run as a doctest::
+
+        with LocalCluster(nodes=2) as cluster:
+            os.environ.update(cluster.client_env)
+            with RaySession(cluster.address) as session:
+                print(session.n_nodes())   # 2
     """
 
     def __init__(self, nodes: int = 2, num_cpus: int = 1, object_store_bytes: int = 80_000_000,
