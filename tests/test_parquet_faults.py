@@ -22,6 +22,7 @@ import pytest
 from tod_cleanse import ToDMLPClassifier
 from tod_cleanse.adapters.parquet import CleanParquetError, clean_parquet
 from tod_cleanse.adapters.parquet.faults import PAUSE_ENV
+from tod_cleanse.cli import main
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*the fit looks unreliable:")
 
@@ -108,7 +109,7 @@ def rerun(src, out, **kw):
 
 
 @pytest.mark.parametrize("point", POINTS)
-def test_kill_at_each_stage(tmp_path, ctx, point):
+def test_kill_at_each_stage(tmp_path, ctx, capsys, point):
     src = make_input(tmp_path / "input")
     before = tree_hash(src)
     out = tmp_path / "out"
@@ -120,15 +121,23 @@ def test_kill_at_each_stage(tmp_path, ctx, point):
     assert tree_hash(src) == before                  # the input is never touched
     check_out(out, N)
     # the next run reports the stale claim (and undoes a half-done commit) ...
-    with pytest.raises(CleanParquetError, match="stale claim by pid .*--clear-stale-claim"):
-        rerun(src, out, overwrite=overwrite)
+    if point == "commit":                            # the same through the command line
+        assert main(argv(src, out)) == 2
+        err = capsys.readouterr().err
+        assert "stale claim by pid" in err and "--clear-stale-claim" in err
+    else:
+        with pytest.raises(CleanParquetError, match="stale claim by pid .*--clear-stale-claim"):
+            rerun(src, out, overwrite=overwrite)
     if overwrite:                                    # the previous output is back
         assert json.loads((out / "summary.json").read_text()) == json.loads(
             json.dumps(previous))
     check_out(out, N)
     # ... and, told to clear it, succeeds and leaves nothing beside --out
-    summary = rerun(src, out, overwrite=overwrite, clear_stale_claim=True)
-    assert summary["partition_check"]["ok"]
+    if point == "commit":
+        assert main([*argv(src, out), "--clear-stale-claim"]) == 0
+    else:
+        assert rerun(src, out, overwrite=overwrite, clear_stale_claim=True)[
+            "partition_check"]["ok"]
     check_out(out, N)
     assert [p for p in os.listdir(tmp_path) if ".tod-cleanse-" in p] == []
     assert tree_hash(src) == before
