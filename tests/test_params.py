@@ -64,3 +64,15 @@ def test_random_state_instance_is_accepted_and_reproducible():
     a = ToDMLPClassifier(**{**TINY, "random_state": np.random.RandomState(3)}).fit(X_OK, Y_OK)
     b = ToDMLPClassifier(**{**TINY, "random_state": np.random.RandomState(3)}).fit(X_OK, Y_OK)
     np.testing.assert_array_equal(a.oos_proba_, b.oos_proba_)
+
+
+def test_cleanser_declares_and_validates_every_parameter():
+    from sklearn.utils.estimator_checks import check_param_validation
+
+    from tod_cleanse import ToDCleanser
+
+    cl = ToDCleanser(ToDMLPClassifier(**TINY), drop_fraction=0.1)
+    assert set(cl.get_params(deep=False)) == set(ToDCleanser._parameter_constraints)
+    check_param_validation("ToDCleanser", cl)  # each bad value: an error naming it
+    with pytest.raises(ValueError, match="drop_fraction must be 'auto' or a number"):
+        ToDCleanser(ToDMLPClassifier(**TINY), drop_fraction="half").fit(X_OK, Y_OK)

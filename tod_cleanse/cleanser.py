@@ -161,7 +161,8 @@ class ToDCleanser(BaseCleaningSampler):
         **BaseCleaningSampler._parameter_constraints,
         "estimator": [BaseToDClassifier, None],
         "method": [StrOptions(set(METHODS))],
-        "drop_fraction": [StrOptions({"auto"}), real_interval(0, 1, closed="left"), str],
+        # a string is "auto" or a number, read by scores.parse_drop_fraction in fit
+        "drop_fraction": [real_interval(0, 1, closed="left"), str],
         "threshold": [real_interval(None, None, closed="neither"), None],
         "eval_set": [tuple, list, None],
     }
