@@ -220,7 +220,8 @@ def add_columns(parser: argparse.ArgumentParser, *, text: bool = False,
                        help="stable unique id column (default: the row number)")
     group.add_argument("--features", metavar="COL", nargs="+",
                        help="numeric feature columns, scalars or fixed-length lists "
-                            "(default: every other column)")
+                            "(default: every other column); it takes several names, so "
+                            "give INPUT before it")
     if text:
         group.add_argument("--text", metavar="COL", help="text column (BERT)")
     if image:
@@ -235,7 +236,8 @@ def add_model(parser: argparse.ArgumentParser, *, max_epochs: int | None = None,
     group = parser.add_argument_group("model and training")
     group.add_argument("--hidden", metavar="W,W", type=hidden_sizes,
                        default=hidden_sizes(hidden) if hidden else None,
-                       help=f"MLP hidden layer widths, comma list (default {hidden or 'model'})")
+                       help="MLP hidden layer widths, comma list "
+                            f"(default {hidden or 'the model default'})")
     group.add_argument("--max-epochs", metavar="E", type=positive_int, default=max_epochs,
                        help=f"training epochs (default {max_epochs or 'the model default'})")
     group.add_argument("--batch-size", metavar="B", type=positive_int,
