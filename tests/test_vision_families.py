@@ -129,6 +129,10 @@ def test_resnet_weights_path_loads_a_local_checkpoint(tmp_path):
                                  "lr": 1e-12}).fit(X, y)
     conv1 = clf.module_.trunk[0].weight.detach()
     torch.testing.assert_close(conv1, state["conv1.weight"].sum(dim=1, keepdim=True))
+    (tmp_path / "resnet.pth").rename(tmp_path / "moved.pth")  # unpickling reads no file
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict_proba(X),
+                                  clf.predict_proba(X))
+    (tmp_path / "moved.pth").rename(tmp_path / "resnet.pth")
     with pytest.raises(ValueError, match="resnet.pth.*does not fit arch='resnet18'"):
         ToDResNetClassifier(**{**RESNET, "weights_path": tmp_path / "resnet.pth",
                                "width_multiplier": 1 / 16}).fit(X, y)

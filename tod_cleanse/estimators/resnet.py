@@ -118,7 +118,8 @@ seen_proba_, train_proba_, history_, n_features_in_, image_shape_, mean_, std_
 
     Examples
     --------
-    >>>     >>> from tod_cleanse.estimators.resnet import ToDResNetClassifier
+    >>> import numpy as np
+    >>> from tod_cleanse.estimators.resnet import ToDResNetClassifier
     >>> rng = np.random.default_rng(0)
     >>> X = rng.integers(0, 255, size=(40, 16, 16), dtype=np.uint8)
     >>> y = np.arange(40) % 2
@@ -221,9 +222,16 @@ seen_proba_, train_proba_, history_, n_features_in_, image_shape_, mean_, std_
             ) from None
 
     def _build_module(self, n_classes: int) -> ToDNetwork:
+        return self._network(n_classes, load_weights=True)
+
+    def _rebuild_module(self) -> ToDNetwork:
+        """The fitted shape without reading ``weights_path`` (unpickling loads the weights)."""
+        return self._network(len(self.classes_), load_weights=False)
+
+    def _network(self, n_classes: int, load_weights: bool) -> ToDNetwork:
         trunk, c_out = _stages(self.arch, float(self.width_multiplier), self.image_shape_[0],
                                self.stem)
-        if self.weights_path is not None:
+        if load_weights and self.weights_path is not None:
             self._load_weights(trunk)
         tod = dict(p=self.p, seed=self.mask_seed, n_groups=self.mask_groups,
                    inner_p=self.inner_p)

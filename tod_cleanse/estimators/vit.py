@@ -102,7 +102,8 @@ seen_proba_, train_proba_, history_, n_features_in_, image_shape_, mean_, std_
 
     Examples
     --------
-    >>>     >>> from tod_cleanse.estimators.vit import ToDViTClassifier
+    >>> import numpy as np
+    >>> from tod_cleanse.estimators.vit import ToDViTClassifier
     >>> rng = np.random.default_rng(0)
     >>> X = rng.integers(0, 255, size=(40, 14, 14), dtype=np.uint8)
     >>> y = np.arange(40) % 2
@@ -212,7 +213,7 @@ seen_proba_, train_proba_, history_, n_features_in_, image_shape_, mean_, std_
             raise ValueError(f"tod_last_blocks={self.tod_last_blocks} exceeds the "
                              f"{sizes['num_layers']} encoder blocks (num_layers).")
 
-    def _torchvision_vit(self, n_classes: int) -> nn.Module:
+    def _torchvision_vit(self, n_classes: int, load_weights: bool) -> nn.Module:
         vt = torchvision_models("vision_transformer")
         sizes = self._sizes()
         channels, side, _ = self._padded_shape()
@@ -220,7 +221,7 @@ seen_proba_, train_proba_, history_, n_features_in_, image_shape_, mean_, std_
         if channels != 3:
             vit.conv_proj = nn.Conv2d(channels, sizes["hidden_dim"], sizes["patch_size"],
                                       stride=sizes["patch_size"])
-        if self.weights_path is None:
+        if not load_weights or self.weights_path is None:
             return vit
         state = load_local_weights(self.weights_path, type(self).__name__)
         state = {k: v for k, v in state.items() if not k.startswith("heads.")}
@@ -242,7 +243,14 @@ seen_proba_, train_proba_, history_, n_features_in_, image_shape_, mean_, std_
         return vit
 
     def _build_module(self, n_classes: int) -> ToDNetwork:
-        vit = self._torchvision_vit(n_classes)
+        return self._network(n_classes, load_weights=True)
+
+    def _rebuild_module(self) -> ToDNetwork:
+        """The fitted shape without reading ``weights_path`` (unpickling loads the weights)."""
+        return self._network(len(self.classes_), load_weights=False)
+
+    def _network(self, n_classes: int, load_weights: bool) -> ToDNetwork:
+        vit = self._torchvision_vit(n_classes, load_weights)
         sizes = self._sizes()
         tod = dict(p=self.p, seed=self.mask_seed, n_groups=self.mask_groups,
                    inner_p=self.inner_p)
