@@ -93,13 +93,10 @@ def check_fitted_on(cleanser: ToDCleanser, X: Any, y: Any, instance_keys: Any) -
         if keys.shape != trained.shape or not np.array_equal(keys, trained):
             raise ValueError("instance_keys do not match the keys the fitted ToDCleanser was "
                              "trained on (same keys, same order expected).")
-    n_x = len(next(iter(X.values()))) if isinstance(X, dict) else _num_samples(X)
-    if n_x != n:
-        raise ValueError(f"X has {n_x} rows but the fitted ToDCleanser saw {n}.")
+    if _num_samples(X) != n:
+        raise ValueError(f"X has {_num_samples(X)} rows but the fitted ToDCleanser saw {n}.")
     idx = np.unique(np.linspace(0, n - 1, num=min(n, _FINGERPRINT_ROWS)).astype(np.int64))
-    sample = ({k: _safe_indexing(v, idx) for k, v in X.items()} if isinstance(X, dict)
-              else _safe_indexing(X, idx))
-    proba = est.predict_proba(sample)
+    proba = est.predict_proba(_safe_indexing(X, idx))
     if not np.allclose(proba, np.asarray(est.train_proba_)[idx], atol=_FINGERPRINT_ATOL):
         raise ValueError("X does not match the rows the fitted ToDCleanser was trained on "
                          "(its predictions differ from the ones stored at fit); pass its "
