@@ -43,13 +43,15 @@ from ._distributed import ddp_seed
 from ._labels import LabelEncodingMixin
 from ._network import ToDNetwork, repeat_rows, resolve_device
 from ._training import TrainingLoopMixin
+from .persistence import PersistenceMixin
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["BaseToDClassifier", "ToDNetwork", "resolve_device"]
 
 
-class BaseToDClassifier(TrainingLoopMixin, LabelEncodingMixin, ClassifierMixin, BaseEstimator):
+class BaseToDClassifier(TrainingLoopMixin, LabelEncodingMixin, PersistenceMixin, ClassifierMixin,
+                        BaseEstimator):
     """Base class of the turn-over dropout classifiers. Not used directly.
 
     Every training instance ``z_i`` trains only its own fixed dropout sub-network
@@ -440,13 +442,3 @@ class BaseToDClassifier(TrainingLoopMixin, LabelEncodingMixin, ClassifierMixin, 
         files (pretrained weights) overrides it to build from fitted metadata.
         """
         return self._build_module(len(self.classes_))
-
-    def __getstate__(self) -> dict:
-        from .persistence import dump_state
-
-        return dump_state(self)
-
-    def __setstate__(self, state: dict) -> None:
-        from .persistence import restore_state
-
-        restore_state(self, state)

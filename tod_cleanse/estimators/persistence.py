@@ -8,9 +8,8 @@ from a file, and on a machine without the GPU the model was trained on (the
 tensors are mapped to the CPU). The network is rebuilt from the parameters by
 the estimator's own ``_rebuild_module`` and then receives the saved weights.
 
-:meth:`BaseToDClassifier.__getstate__` (pickle, ``copy.deepcopy``,
-``joblib``) uses the same state dicts; :func:`save` / :func:`load` write and
-read one ``.pt`` file.
+:class:`PersistenceMixin` (pickle, ``copy.deepcopy``, ``joblib``) uses the
+same state dicts; :func:`save` / :func:`load` write and read one ``.pt`` file.
 """
 
 from __future__ import annotations
@@ -24,9 +23,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._network import resolve_device
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["FORMAT", "dump_state", "load", "load_state", "save", "to_plain", "from_plain"]
+__all__ = ["FORMAT", "PersistenceMixin", "dump_state", "load", "load_state", "save", "to_plain",
+           "from_plain"]
 
 #: Written into every saved file; :func:`load` refuses other formats.
 FORMAT = "tod_cleanse.estimator/1"
@@ -107,33 +109,37 @@ def dump_state(estimator: Any) -> dict:
     return state
 
 
-def restore_state(estimator: Any, state: dict, device: str | torch.device | None = None) -> None:
-    """Inverse of :func:`dump_state`: rebuild the network, then load the weights.
+class PersistenceMixin:
+    """Pickling through state dicts (``__getstate__`` / ``__setstate__``).
 
-    ``device`` (default: the one it was trained on) falls back to the CPU when
-    that device is absent here.
+    The estimator supplies ``_rebuild_module()`` (a network of the fitted shape)
+    and ``_make_optimizer()``. ``__setstate__`` puts the network on the saved
+    ``device_``, or on the CPU when that device is absent here.
     """
-    state = dict(state)
-    module_bytes = state.pop("module_", None)
-    optimizer_bytes = state.pop("optimizer_", None)
-    saved_device = state.pop("device_", None)
-    estimator.__dict__.update(state)
-    if module_bytes is None:
-        return
-    dev = torch.device(device if device not in (None, "auto") else saved_device or "cpu")
-    if device == "auto":
-        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        logger.info("model was trained on %s; loading it on the CPU", dev)
-        dev = torch.device("cpu")
-    estimator.device_ = dev
-    with torch.random.fork_rng(devices=[]):  # building draws initial weights
-        module = estimator._rebuild_module()
-    module.load_state_dict(load_state(module_bytes, dev))
-    estimator.module_ = module.to(dev)
-    estimator.optimizer_ = estimator._make_optimizer()
-    if optimizer_bytes is not None:
-        estimator.optimizer_.load_state_dict(load_state(optimizer_bytes, dev))
+
+    def __getstate__(self) -> dict:
+        return dump_state(self)
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        module_bytes = state.pop("module_", None)
+        optimizer_bytes = state.pop("optimizer_", None)
+        saved_device = state.pop("device_", None)
+        self.__dict__.update(state)
+        if module_bytes is None:
+            return
+        dev = torch.device(saved_device or "cpu")
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            logger.info("model was trained on %s; loading it on the CPU", dev)
+            dev = torch.device("cpu")
+        self.device_ = dev
+        with torch.random.fork_rng(devices=[]):  # building draws initial weights
+            module = self._rebuild_module()
+        module.load_state_dict(load_state(module_bytes, dev))
+        self.module_ = module.to(dev)
+        self.optimizer_ = self._make_optimizer()
+        if optimizer_bytes is not None:
+            self.optimizer_.load_state_dict(load_state(optimizer_bytes, dev))
 
 
 def save(estimator: Any, path: str | os.PathLike) -> None:
@@ -223,6 +229,7 @@ def load(path: str | os.PathLike, device: str | torch.device | None = None) -> A
     if payload["module"] is not None:
         state["module_"] = _tensor_bytes(payload["module"])
         state["optimizer_"] = _tensor_bytes(payload["optimizer"])
-        state["device_"] = payload["device"]
-    restore_state(estimator, state, device)
+        state["device_"] = (payload["device"] if device is None
+                            else str(resolve_device(device)))
+    estimator.__setstate__(state)
     return estimator
