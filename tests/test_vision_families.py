@@ -181,3 +181,20 @@ def test_tod_layers_sit_where_documented():
     assert isinstance(vit.module_.head[-1], torch.nn.Linear) and vit.module_.head[-1].bias is None
     assert len(tod_modules(vit.module_.head[0])) == 3  # attention output and the two MLP ones
     assert isinstance(vit.module_.head[-2], TurnOverDropout) or vit.classifier_width == 0
+
+
+def test_registry_and_cleanlab_adapter_take_the_image_families():
+    from tod_cleanse.adapters.cleanlab import tod_pred_probs
+    from tod_cleanse.estimators.registry import MODEL_NAMES, input_kind, make_estimator
+
+    assert {"resnet", "vit", "vgg", "text"} <= set(MODEL_NAMES) and input_kind("vit") == "image"
+    est = make_estimator("vit", **{**VIT, "turn_over": None})  # None: the default applies
+    assert isinstance(est, ToDViTClassifier) and est.turn_over is True
+    with pytest.raises(ValueError, match="'resnet' .*ToDResNetClassifier.* patch_size"):
+        make_estimator("resnet", patch_size=4)
+    with pytest.raises(ValueError, match="one of mlp, text, bert, vgg, resnet, vit, got 'vgg9'"):
+        make_estimator("vgg9")
+    X, y = _images(n=16)
+    proba = tod_pred_probs(est.fit(X, y))
+    assert proba.shape == (16, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
