@@ -198,3 +198,18 @@ def test_registry_and_cleanlab_adapter_take_the_image_families():
     proba = tod_pred_probs(est.fit(X, y))
     assert proba.shape == (16, 2)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("cls", "params"), [(ToDResNetClassifier, RESNET),
+                                             (ToDViTClassifier, VIT)])
+def test_persistence_save_and_load(cls, params, tmp_path):
+    from tod_cleanse.estimators import persistence
+
+    X, y = _images(n=16)
+    est = cls(**params).fit(X, y, instance_keys=[f"img-{i}" for i in range(16)])
+    persistence.save(est, tmp_path / "model.pt")
+    back = persistence.load(tmp_path / "model.pt")
+    np.testing.assert_array_equal(back.predict_proba(X), est.predict_proba(X))
+    np.testing.assert_array_equal(back.score_influence(X[:2], y[:2]),
+                                  est.score_influence(X[:2], y[:2]))
+    assert back.instance_keys_.tolist() == [f"img-{i}" for i in range(16)]
