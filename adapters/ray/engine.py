@@ -33,6 +33,7 @@ import logging
 import os
 import secrets
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,8 +138,9 @@ def _pool_args(opts: RayOptions) -> dict[str, Any]:
 
 
 def _run(items: list[dict[str, int]], actor: type, args: tuple, opts: RayOptions,
-         stage: str) -> list[dict[str, np.ndarray]]:
-    """Map ``actor`` over ``items`` (one task each) on an actor pool; collect the output.
+         stage: str) -> Iterator[dict[str, np.ndarray]]:
+    """Map ``actor`` over ``items`` (one task each) on an actor pool; stream the output
+    to the driver batch by batch.
 
     Every Ray failure becomes a one-line :class:`~.session.RayEngineError`.
     """
@@ -151,7 +153,7 @@ def _run(items: list[dict[str, int]], actor: type, args: tuple, opts: RayOptions
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
             ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
             ds = ds.map_batches(actor, fn_constructor_args=args, **_pool_args(opts))
-            return list(ds.iter_batches(batch_size=None, batch_format="numpy"))
+            yield from ds.iter_batches(batch_size=None, batch_format="numpy")
     except Exception as exc:  # RayTaskError, ActorDiedError, ... (see engine_error)
         raise engine_error(exc, stage) from None
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 
@@ -139,11 +138,6 @@ def plan_units(src: Source, unit_rows: int = DEFAULT_UNIT_ROWS) -> list[Unit]:
         raise OSError(f"{src.path}: row groups hold {start} rows but the footers say "
                       f"{src.n_rows}")
     return units
-
-
-def unit_of_rows(units: list[Unit]) -> np.ndarray:
-    """Global start row of every unit (for ``np.searchsorted``)."""
-    return np.array([u.start for u in units], dtype=np.int64)
 
 
 def staged_files(root: Path) -> set[str]:
