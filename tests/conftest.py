@@ -27,3 +27,34 @@ def digits_small():
     y_noisy = y.copy()
     y_noisy[noisy] = (y[noisy] + rng.integers(1, 10, noisy.sum())) % 10
     return X, y, y_noisy, noisy
+
+
+def _naive_influence(clf, X_t, y_t):
+    """I(z_t, z_i) from the whole network's plain forward pass, once per (target, row) pair.
+
+    The reference that the trunk-reusing, batched ``score_influence`` of every
+    estimator family is checked against.
+    """
+    from tod_cleanse.layers import tod_context
+
+    inputs = clf._validate_X(X_t, reset=False)
+    y_enc = torch.as_tensor(np.searchsorted(clf.classes_, y_t))
+    out = np.empty((len(y_t), len(clf.train_keys_)))
+    clf.module_.eval()
+    with torch.no_grad():
+        for a in range(len(y_t)):
+            xb = clf._batch(inputs, np.array([a]))
+            for i, key in enumerate(clf.train_keys_):
+                losses = []
+                for mode in ("flipped", "seen"):
+                    with tod_context(torch.tensor([key]), mode):
+                        logits = clf.module_(xb)
+                    losses.append(torch.nn.functional.cross_entropy(logits, y_enc[a:a + 1]))
+                out[a, i] = float(losses[0] - losses[1])
+    return out
+
+
+@pytest.fixture(scope="session")
+def naive_influence():
+    """The per-pair reference influence (see :func:`_naive_influence`)."""
+    return _naive_influence

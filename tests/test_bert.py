@@ -17,7 +17,7 @@ from sklearn.utils.estimator_checks import (
 )
 
 from tod_cleanse import ToDBertClassifier
-from tod_cleanse.layers import tod_context, tod_modules
+from tod_cleanse.layers import tod_modules
 
 transformers = pytest.importorskip("transformers")
 
@@ -103,31 +103,12 @@ def test_placement(tiny_bert, placement, n_tod, trunk_layers):
     assert clf.module_.hf_model.classifier.bias is None
 
 
-def _naive_influence(clf, X_t, y_t):
-    """I(z_t, z_i) running the whole network (trunk included) once per pair."""
-    inputs = clf._validate_X(X_t, reset=False)
-    y_enc = torch.as_tensor(np.searchsorted(clf.classes_, y_t))
-    out = np.empty((len(y_t), len(clf.train_keys_)))
-    clf.module_.eval()
-    with torch.no_grad():
-        for a in range(len(y_t)):
-            xb = clf._batch(inputs, np.array([a]))
-            for i, key in enumerate(clf.train_keys_):
-                losses = []
-                for mode in ("flipped", "seen"):
-                    with tod_context(torch.tensor([key]), mode):
-                        logits = clf.module_(xb)
-                    losses.append(torch.nn.functional.cross_entropy(logits, y_enc[a:a + 1]))
-                out[a, i] = float(losses[0] - losses[1])
-    return out
-
-
-def test_trunk_reuse_matches_naive_scoring_with_padding(tiny_bert):
+def test_trunk_reuse_matches_naive_scoring_with_padding(tiny_bert, naive_influence):
     X, y = _texts(12)
     X[0] = "w1"  # a short row: the batch is padded, the attention mask must hold
     clf = _clf(tiny_bert, tod_layers="top-1", score_batch_size=7).fit(X, y)
     fast = clf.score_influence(X[:3], y[:3])
-    np.testing.assert_allclose(fast, _naive_influence(clf, X[:3], y[:3]), atol=1e-5)
+    np.testing.assert_allclose(fast, naive_influence(clf, X[:3], y[:3]), atol=1e-5)
     np.testing.assert_allclose(clf.self_influence_[:3], np.diag(fast[:, :3]), atol=1e-5)
 
 

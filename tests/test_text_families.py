@@ -16,7 +16,7 @@ import torch
 from tod_cleanse import ToDBertClassifier, ToDTextClassifier
 from tod_cleanse.estimators.registry import make_estimator
 from tod_cleanse.estimators.text_layout import TextToDNetwork
-from tod_cleanse.layers import tod_context, tod_modules
+from tod_cleanse.layers import tod_modules
 
 transformers = pytest.importorskip("transformers")
 
@@ -84,27 +84,8 @@ def _clf(path, **kw):
     return ToDTextClassifier(**{**params, **kw})
 
 
-def _naive_influence(clf, X_t, y_t):
-    """I(z_t, z_i) from the plain forward pass of the whole model, once per pair."""
-    inputs = clf._validate_X(X_t, reset=False)
-    y_enc = torch.as_tensor(np.searchsorted(clf.classes_, y_t))
-    out = np.empty((len(y_t), len(clf.train_keys_)))
-    clf.module_.eval()
-    with torch.no_grad():
-        for a in range(len(y_t)):
-            xb = clf._batch(inputs, np.array([a]))
-            for i, key in enumerate(clf.train_keys_):
-                losses = []
-                for mode in ("flipped", "seen"):
-                    with tod_context(torch.tensor([key]), mode):
-                        logits = clf.module_(xb)
-                    losses.append(torch.nn.functional.cross_entropy(logits, y_enc[a:a + 1]))
-                out[a, i] = float(losses[0] - losses[1])
-    return out
-
-
 @pytest.mark.parametrize("placement", ["head", "top-1"])
-def test_fit_scores_and_split_match_the_plain_forward(family, placement):
+def test_fit_scores_and_split_match_the_plain_forward(family, placement, naive_influence):
     name, path = family
     X, y = _texts()
     X[0] = "w1"  # a short row: batches are padded, attention masks must hold
@@ -117,7 +98,7 @@ def test_fit_scores_and_split_match_the_plain_forward(family, placement):
     assert clf.oos_proba_.shape == (16, 2) and np.isfinite(clf.self_influence_).all()
     np.testing.assert_allclose(clf.predict_proba(X[:3]).sum(axis=1), 1.0, rtol=1e-6)
     fast = clf.score_influence(X[:2], y[:2])
-    np.testing.assert_allclose(fast, _naive_influence(clf, X[:2], y[:2]), atol=2e-5)
+    np.testing.assert_allclose(fast, naive_influence(clf, X[:2], y[:2]), atol=2e-5)
     np.testing.assert_allclose(clf.self_influence_[:2], np.diag(fast[:, :2]), atol=2e-5)
 
 

@@ -8,7 +8,7 @@ import torch
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from tod_cleanse import ToDVGGClassifier
-from tod_cleanse.layers import TurnOverDropout, tod_context, tod_modules
+from tod_cleanse.layers import TurnOverDropout, tod_modules
 
 TINY = dict(width_multiplier=1 / 32, classifier_width=16, max_epochs=2, batch_size=32,
             optimizer="adam", lr=1e-2, weight_decay=0.0, device="cpu", random_state=0,
@@ -74,26 +74,7 @@ def test_28x28_trains_without_resizing_and_learns():
         clf.predict(np.zeros((2, 32, 32), dtype=np.uint8))
 
 
-def _naive_influence(clf, X_t, y_t):
-    """I(z_t, z_i) by running the whole network once per (target, training row) pair."""
-    x = torch.as_tensor(clf._validate_X(X_t, reset=False))
-    y_enc = torch.as_tensor(np.searchsorted(clf.classes_, y_t))
-    out = np.empty((len(y_t), len(clf.train_keys_)))
-    clf.module_.eval()
-    with torch.no_grad():
-        for a in range(len(y_t)):
-            for i, key in enumerate(clf.train_keys_):
-                k = torch.tensor([key])
-                losses = []
-                for mode in ("flipped", "seen"):
-                    with tod_context(k, mode):
-                        logits = clf.module_(x[a:a + 1])
-                    losses.append(torch.nn.functional.cross_entropy(logits, y_enc[a:a + 1]))
-                out[a, i] = float(losses[0] - losses[1])
-    return out
-
-
-def test_conv_tod_and_trunk_reuse_match_naive_scoring():
+def test_conv_tod_and_trunk_reuse_match_naive_scoring(naive_influence):
     X, y = _images(n=24)
     clf = ToDVGGClassifier(**{**TINY, "tod_conv_layers": 2}).fit(X, y, instance_keys=[
         f"img-{i}" for i in range(24)])
@@ -101,8 +82,8 @@ def test_conv_tod_and_trunk_reuse_match_naive_scoring():
     assert len(conv_tod) == 2 and len(tod_modules(clf.module_.trunk)) == 0
     assert isinstance(clf.module_.head[0], TurnOverDropout)
     fast = clf.score_influence(X[:3], y[:3])
-    np.testing.assert_allclose(fast, _naive_influence(clf, X[:3], y[:3]), atol=1e-5)
-    diag = np.array([_naive_influence(clf, X[i:i + 1], y[i:i + 1])[0, i] for i in range(3)])
+    np.testing.assert_allclose(fast, naive_influence(clf, X[:3], y[:3]), atol=1e-5)
+    diag = np.array([naive_influence(clf, X[i:i + 1], y[i:i + 1])[0, i] for i in range(3)])
     np.testing.assert_allclose(clf.self_influence_[:3], diag, atol=1e-5)
 
 

@@ -9,7 +9,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from tod_cleanse.estimators.resnet import ToDResNetClassifier, _stages
 from tod_cleanse.estimators.vit import ToDViTClassifier
-from tod_cleanse.layers import TurnOverDropout, tod_context, tod_modules
+from tod_cleanse.layers import TurnOverDropout, tod_modules
 
 COMMON = dict(max_epochs=1, batch_size=32, optimizer="adam", lr=1e-2, weight_decay=0.0,
               device="cpu", random_state=0, verbose=0)
@@ -42,31 +42,13 @@ def _images(n=32, size=12, seed=0):
     return X, y
 
 
-def _naive_influence(clf, X_t, y_t):
-    """I(z_t, z_i) by running the whole network once per (target, training row) pair."""
-    x = torch.as_tensor(clf._validate_X(X_t, reset=False))
-    y_enc = torch.as_tensor(np.searchsorted(clf.classes_, y_t))
-    out = np.empty((len(y_t), len(clf.train_keys_)))
-    clf.module_.eval()
-    with torch.no_grad():
-        for a in range(len(y_t)):
-            for i, key in enumerate(clf.train_keys_):
-                losses = []
-                for mode in ("flipped", "seen"):
-                    with tod_context(torch.tensor([key]), mode):
-                        logits = clf.module_(x[a:a + 1])
-                    losses.append(torch.nn.functional.cross_entropy(logits, y_enc[a:a + 1]))
-                out[a, i] = float(losses[0] - losses[1])
-    return out
-
-
 @pytest.mark.parametrize(("cls", "params", "n_tod"), [
     (ToDResNetClassifier, RESNET, 2),
     (ToDResNetClassifier, {**RESNET, "tod_last_stage": True, "stem": "small"}, 4),
     (ToDViTClassifier, VIT, 2),
     (ToDViTClassifier, {**VIT, "tod_last_blocks": 1, "classifier_width": 0}, 4),
 ])
-def test_fit_scores_and_trunk_reuse_match_naive_scoring(cls, params, n_tod):
+def test_fit_scores_and_trunk_reuse_match_naive_scoring(cls, params, n_tod, naive_influence):
     X, y = _images(n=16, size=14)
     clf = cls(**params).fit(X, np.where(y == 0, "a", "b"), instance_keys=[
         f"img-{i}" for i in range(16)])
@@ -77,9 +59,9 @@ def test_fit_scores_and_trunk_reuse_match_naive_scoring(cls, params, n_tod):
     assert clf.instance_keys_[3] == "img-3"
     y_t = np.array(["a", "b", "a"])
     fast = clf.score_influence(X[:3], y_t)
-    np.testing.assert_allclose(fast, _naive_influence(clf, X[:3], y_t), atol=1e-5)
+    np.testing.assert_allclose(fast, naive_influence(clf, X[:3], y_t), atol=1e-5)
     y_enc = clf.classes_[clf.y_train_[:3]]
-    diag = [_naive_influence(clf, X[i:i + 1], y_enc[i:i + 1])[0, i] for i in range(3)]
+    diag = [naive_influence(clf, X[i:i + 1], y_enc[i:i + 1])[0, i] for i in range(3)]
     np.testing.assert_allclose(clf.self_influence_[:3], diag, atol=1e-5)
 
 
