@@ -255,3 +255,34 @@ def test_report_mathtext_labels_are_literal(tmp_path):
     assert "$\\frac{$" in text and "&lt;b&gt;" in text and "<b>" not in text
     for path in rep.figures.values():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_fitted_text_model_checks_rows(tmp_path):
+    """Texts of different lengths: the prediction fingerprint ignores padding, sees order."""
+    transformers = pytest.importorskip("transformers")
+    words = [f"w{i}" for i in range(40)]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    folder = tmp_path / "tiny-bert"
+    transformers.BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(
+        folder)
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=16,
+                                     num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=32,
+                                     num_labels=2)
+    transformers.BertForSequenceClassification(config).save_pretrained(folder)
+    rng = np.random.default_rng(0)
+    y = np.where(np.arange(48) % 2 == 0, "neg", "pos")
+    X = [" ".join(rng.choice(words[:20] if c == "neg" else words[20:],
+                             size=rng.integers(2, 12))) for c in y]
+    from tod_cleanse import ToDBertClassifier
+
+    est = ToDBertClassifier(model_name_or_path=str(folder), max_epochs=4, batch_size=8,
+                            lr=5e-3, max_length=16, device="cpu", random_state=0, verbose=0)
+    cl = ToDCleanser(est, drop_fraction=0.1).fit(X, y)
+    rep = write_report(cl, X, y, tmp_path / "text.html")
+    assert '<pre class="txt">' in rep.html.read_text(encoding="utf-8")
+    # shifted by two rows: the labels still line up (they alternate), the texts do not
+    with pytest.raises(ValueError, match="^X does not match"):
+        write_report(cl, X[2:] + X[:2], y, tmp_path / "bad.html")
+    assert not (tmp_path / "bad.html").exists()
