@@ -233,7 +233,7 @@ def tracin(n_ckpt: int) -> Callable[[Context], np.ndarray]:
                                normalized_grad=False, device="cpu",
                                projector_kwargs={"proj_type": "identity"})
         s = att.attribute(_loaders(ctx.model, ctx.X, ctx.y), _loaders(ctx.model, ctx.X_t, ctx.y_t))
-        return s.T.double().numpy()
+        return s.T.detach().double().numpy()
     return run
 
 
@@ -252,7 +252,7 @@ def trak(n_models: int, proj_dim: int = 512) -> Callable[[Context], np.ndarray]:
                                                "proj_max_batch_size": 64})
         att.cache(_loaders(ctx.model, ctx.X, ctx.y))
         s = att.attribute(_loaders(ctx.model, ctx.X_t, ctx.y_t))
-        return s.T.double().numpy()
+        return s.T.detach().double().numpy()
     return run
 
 
@@ -272,7 +272,7 @@ def ekfac(ctx: Context) -> np.ndarray:
     att = IFAttributorEKFAC(task=task, device="cpu", damping=0.01)
     att.cache(_loaders(ctx.model, ctx.X, ctx.y, bs=256))
     s = att.attribute(_loaders(ctx.model, ctx.X, ctx.y), _loaders(ctx.model, ctx.X_t, ctx.y_t))
-    return s.T.double().numpy()
+    return s.T.detach().double().numpy()
 
 
 def _last_layer_feats(m: Any, X: np.ndarray, y: np.ndarray, keys: Any = None,
@@ -350,6 +350,20 @@ def subnet_graddot(ctx: Context, layers: str = "all", row_mode: str = "seen") ->
     return out.numpy()
 
 
+def subnet_trak_last(ctx: Context, ridge: float = 1e-2) -> np.ndarray:
+    """TRAK-style kernel correction on the output layer's sub-network gradients:
+    ``phi_t (Phi^T Phi + ridge * mean_diag * I)^-1 phi_i`` with ``phi = vec(delta a^T)``."""
+    m = ctx.model
+    (at, dt, _), = [(a, d, None) for a, d in linear_grad_factors(m, ctx.X_t, ctx.y_t)[-1:]]
+    (ai, di, _), = [(a, d, None) for a, d in linear_grad_factors(
+        m, ctx.X, ctx.y, "seen", m.train_keys_)[-1:]]
+    phi_t = (dt[:, :, None] * at[:, None, :]).reshape(len(at), -1).double()
+    phi_i = (di[:, :, None] * ai[:, None, :]).reshape(len(ai), -1).double()
+    kern = phi_i.T @ phi_i
+    kern.diagonal().add_(ridge * kern.diagonal().mean())
+    return (phi_t @ torch.linalg.solve(kern, phi_i.T)).numpy()
+
+
 METHODS: dict[str, Callable[[Context], np.ndarray]] = {
     "tod": tod,
     "tod_centred": tod_centred,
@@ -361,6 +375,7 @@ METHODS: dict[str, Callable[[Context], np.ndarray]] = {
     "subnet_dot": subnet_graddot,
     "subnet_dot_last": lambda ctx: subnet_graddot(ctx, "last"),
     "graddot_full": lambda ctx: subnet_graddot(ctx, "all", "full"),
+    "subnet_trak_last": subnet_trak_last,
     "subnet_dot_head": lambda ctx: subnet_graddot(ctx, "head"),
     "lastlayer_flip": lambda ctx: last_layer_dot(ctx, "flipped"),
     "lastlayer_seen": lambda ctx: last_layer_dot(ctx, "seen"),
@@ -382,6 +397,7 @@ LABELS = {
     "subnet_dot": "ToD sub-network Grad-Dot (all layers)",
     "subnet_dot_last": "ToD sub-network Grad-Dot (output layer)",
     "graddot_full": "Grad-Dot, full network (own implementation)",
+    "subnet_trak_last": "ToD sub-network gradients, output layer, TRAK kernel correction",
     "subnet_dot_head": "ToD sub-network Grad-Dot (layers above the first ToD layer)",
     "lastlayer_flip": "last-layer grad-dot, row gradients from the flipped sub-network",
     "lastlayer_seen": "last-layer grad-dot, row gradients from the seen sub-network",

@@ -77,13 +77,16 @@ def test_losses(est: Any, X: np.ndarray, y: np.ndarray) -> np.ndarray:
     return -np.log(np.clip(p[np.arange(len(y)), np.searchsorted(est.classes_, y)], 1e-12, None))
 
 
-def run(cell: Cell, n_subsets: int, n_seeds: int) -> None:
-    """Retrain every subset not cached yet and cache its test losses."""
+def run(cell: Cell, n_subsets: int, n_seeds: int, reverse: bool = False) -> None:
+    """Retrain every subset not cached yet and cache its test losses (``reverse``: last
+    subset first, so that a second process can share the work)."""
     split = cell.split
     masks = subset_masks(len(split.y_train), n_subsets)
     out = CACHE / cell.name
     out.mkdir(parents=True, exist_ok=True)
-    for j, keep in enumerate(masks):
+    order = range(n_subsets - 1, -1, -1) if reverse else range(n_subsets)
+    for j in order:
+        keep = masks[j]
         path = out / f"subset_{j:03d}.npz"
         if path.exists() and np.load(path)["losses"].shape[0] >= n_seeds:
             continue
@@ -120,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cell", default="digits")
     ap.add_argument("--subsets", type=int, default=50)
     ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--reverse", action="store_true", help="last subset first (2nd worker)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("tod_cleanse").setLevel(logging.WARNING)
@@ -129,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     except bl.Skip as exc:
         log.warning("skipping %s: %s", args.cell, exc)
         return 0
-    run(cell, args.subsets, args.seeds)
+    run(cell, args.subsets, args.seeds, args.reverse)
     return 0
 
 
