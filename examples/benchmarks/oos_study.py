@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -88,6 +89,16 @@ DESIGNS: dict[str, tuple[str, dict, str]] = {
                       dict(p=0.7, inner_p=0.3, hidden_layer_sizes=(1024, 1024)), "temp"),
     "w1024p7i3": ("one hidden layer of 1024, p=0.7, inner_p=0.3, no temperature",
                   dict(p=0.7, inner_p=0.3, hidden_layer_sizes=(1024,)), "raw"),
+    "w512p8i5+T": ("one hidden layer of 512, p=0.8, inner_p=0.5, temperature",
+                   dict(p=0.8, inner_p=0.5, hidden_layer_sizes=(512,)), "temp"),
+    "w1024p5+T": ("one hidden layer of 1024, p=0.5, temperature",
+                  dict(p=0.5, inner_p=0.0, hidden_layer_sizes=(1024,)), "temp"),
+    "w512p7i3+T": ("one hidden layer of 512, p=0.7, inner_p=0.3, temperature",
+                   dict(p=0.7, inner_p=0.3, hidden_layer_sizes=(512,)), "temp"),
+    "w512p8i3+T": ("one hidden layer of 512, p=0.8, inner_p=0.3, temperature",
+                   dict(p=0.8, inner_p=0.3, hidden_layer_sizes=(512,)), "temp"),
+    "w512p6i3+T": ("one hidden layer of 512, p=0.6, inner_p=0.3, temperature",
+                   dict(p=0.6, inner_p=0.3, hidden_layer_sizes=(512,)), "temp"),
     "g2": ("complementary halves: mask_groups=2, p=0.5 (2-fold CV in one net)",
            dict(p=0.5, inner_p=0.0, mask_groups=2), "raw"),
     "g2i3+T": ("mask_groups=2, p=0.5, inner_p=0.3, temperature",
@@ -230,7 +241,7 @@ def merge(rows: list[dict]) -> None:
     import os
 
     path = OUT / "study.json"
-    with open(path.with_suffix(".lock"), "w") as lock:
+    with open(Path(tempfile.gettempdir()) / "oos_study.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         old = json.loads(path.read_text()) if path.exists() else []
         keyed = {(r["design"], r["cell"]): r for r in old}
