@@ -32,10 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     options.add_input(parser, required=False,
                       help="Parquet file, folder or hive-partitioned dataset")
-    options.add_columns(parser, text=True, image=True)
+    options.add_columns(parser, text=True, image=True,
+                        features_default="none; give --features, --text or --image")
     parser.set_defaults(features=None)
     options.add_model(parser)
-    options.add_cleansing(parser, threshold=True)
+    options.add_cleansing(parser, threshold=True,
+                          method_default="the package default; on a sampled run, one that "
+                                         "scores untrained rows")
     parser.set_defaults(method=None)  # a sampled run picks a method that scores untrained rows
     options.add_out(parser, default=None, help="output folder (new or empty)")
     group = parser.add_argument_group("clean")

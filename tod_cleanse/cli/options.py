@@ -212,7 +212,7 @@ def check_columns_need_input(args: argparse.Namespace, *flags: str) -> None:
 
 
 def add_columns(parser: argparse.ArgumentParser, *, text: bool = False,
-                image: bool = False) -> None:
+                image: bool = False, features_default: str = "every other column") -> None:
     """``--label``, ``--key``, ``--features`` (and ``--text``, ``--image``, ``--image-shape``)."""
     group = parser.add_argument_group("columns of INPUT")
     group.add_argument("--label", metavar="COL", help="label column")
@@ -220,7 +220,7 @@ def add_columns(parser: argparse.ArgumentParser, *, text: bool = False,
                        help="stable unique id column (default: the row number)")
     group.add_argument("--features", metavar="COL", nargs="+",
                        help="numeric feature columns, scalars or fixed-length lists "
-                            "(default: every other column); it takes several names, so "
+                            f"(default: {features_default}); it takes several names, so "
                             "give INPUT before it")
     if text:
         group.add_argument("--text", metavar="COL", help="text column (BERT)")
@@ -251,10 +251,12 @@ def add_model(parser: argparse.ArgumentParser, *, max_epochs: int | None = None,
 
 
 def add_cleansing(parser: argparse.ArgumentParser, *, threshold: bool = True,
-                  several_methods: bool = False) -> None:
+                  several_methods: bool = False, method_default: str | None = None) -> None:
     """``--method``, ``--drop-fraction`` and (exclusive with it) ``--threshold``.
 
     With ``several_methods``, ``--method M [M ...]`` takes a list (default: None).
+    ``method_default`` replaces the default named in the help of ``--method`` (for a
+    subcommand that picks its default at run time).
     """
     from tod_cleanse.scores import DEFAULT_METHOD, METHODS
 
@@ -266,7 +268,7 @@ def add_cleansing(parser: argparse.ArgumentParser, *, threshold: bool = True,
     else:
         group.add_argument("--method", metavar="M", choices=METHODS, default=DEFAULT_METHOD,
                            help=f"cleansing score, one of {', '.join(METHODS)} "
-                                f"(default {DEFAULT_METHOD})")
+                                f"(default {method_default or DEFAULT_METHOD})")
     rule = group.add_mutually_exclusive_group()
     rule.add_argument("--drop-fraction", metavar="auto|F", type=drop_fraction, default="auto",
                       help="share of rows to drop, or auto (default auto)")
