@@ -1,7 +1,7 @@
 """ToDTextClassifier on tiny random encoders of every supported family, saved to tmp_path.
 
-Families: BERT, RoBERTa, DistilBERT, DeBERTa-v3 layout (deberta-v2 model type),
-ELECTRA (with an embedding projection) and ModernBERT. Each gets a 95-token
+Families: BERT, RoBERTa, DistilBERT, DeBERTa-v3 and DeBERTa-v2 (with its embedding
+convolution) layouts, ELECTRA (with an embedding projection) and ModernBERT. Each gets a 95-token
 WordPiece vocabulary and a 2-layer, 32-unit random model written to a folder,
 as a user's checkpoint would be.
 """
@@ -38,6 +38,10 @@ def _configs():
         "deberta-v3": lambda: tf.DebertaV2Config(
             **SMALL, relative_attention=True, position_buckets=16, pos_att_type=["p2c", "c2p"],
             position_biased_input=False, norm_rel_ebd="layer_norm", share_att_key=True),
+        # DeBERTa-v2 (xlarge/xxlarge layout): a convolution mixes the embeddings into layer 0
+        "deberta-v2": lambda: tf.DebertaV2Config(
+            **{**SMALL, "num_hidden_layers": 3}, relative_attention=True, position_buckets=16,
+            pos_att_type=["p2c", "c2p"], conv_kernel_size=3),
         "electra": lambda: tf.ElectraConfig(**SMALL, embedding_size=16),
         "modernbert": lambda: tf.ModernBertConfig(
             vocab_size=V, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -51,7 +55,7 @@ FAMILIES = list(_configs())
 # matrix of the head has its input or output masked). ModernBERT's head is
 # dense -> GELU -> LayerNorm -> ToD -> classifier: the LayerNorm mixes all units,
 # so only the classifier's flipped columns are separated there.
-EXACT_HEAD = {"bert", "roberta", "distilbert", "deberta-v3", "electra"}
+EXACT_HEAD = {"bert", "roberta", "distilbert", "deberta-v3", "deberta-v2", "electra"}
 
 
 def _save_model(folder, config):
