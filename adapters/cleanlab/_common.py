@@ -18,8 +18,9 @@ def check_tod_estimator(estimator: Any, name: str = "estimator") -> BaseToDClass
     """Return ``estimator`` if it is a ToD estimator with turn-over dropout on."""
     if not isinstance(estimator, BaseToDClassifier):
         raise TypeError(
-            f"{name} must be a ToD estimator (ToDMLPClassifier, ToDBertClassifier, "
-            f"ToDVGGClassifier), got {type(estimator).__name__}."
+            f"{name} must be a ToD estimator (ToDMLPClassifier, ToDTextClassifier, "
+            f"ToDVGGClassifier, ToDResNetClassifier, ToDViTClassifier), got "
+            f"{type(estimator).__name__}."
         )
     if not getattr(estimator, "turn_over", True):
         raise ValueError(f"{name} has turn_over=False: ToD scores need turn-over dropout.")
