@@ -96,6 +96,8 @@ default="resnet18"
         expect); ``"small"``: one 3x3 stride-1 convolution (CIFAR-style, 16x the
         compute of the first stage).
     tod_last_stage : bool, default=False
+        Also a channel-wise ToD layer after every residual block of the last stage
+        (more of the network separated; the trunk then ends one stage lower).
     weights_path : str or path or None, default=None
         A local checkpoint (a torchvision ``resnet18-*.pth`` state dict, which
         needs ``width_multiplier=1`` and ``stem="imagenet"``) for the stem and
