@@ -51,3 +51,20 @@ def test_calibration_changes_neither_predictions_nor_influence(noisy_digits):
     np.testing.assert_array_equal(raw.train_proba_, cal.train_proba_)
     np.testing.assert_array_equal(raw.score_influence(X[:3], y[:3]),
                                   cal.score_influence(X[:3], y[:3]))
+
+
+def test_default_mlp_gives_a_strong_out_of_sample_view():
+    # 600 digits rows, 15% flipped labels. The flipped sub-network of the issue-11
+    # defaults (one hidden layer of 512, p=0.8, inner_p=0.3) classifies ~0.90 of
+    # the clean rows correctly; the pre-issue defaults ((256, 256), p=0.5) ~0.77.
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:600].astype(np.float32), y[:600]
+    rng = np.random.default_rng(0)
+    flip = rng.random(600) < 0.15
+    y_noisy = np.where(flip, (y + rng.integers(1, 10, 600)) % 10, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitReliabilityWarning)
+        est = ToDMLPClassifier(random_state=0, verbose=0).fit(X, y_noisy)
+    clean = ~flip
+    acc = float(np.mean(est.oos_proba_[clean].argmax(1) == y_noisy[clean]))
+    assert acc > 0.85, acc
