@@ -105,7 +105,8 @@ DESIGNS: dict[str, tuple[str, dict, str]] = {
                dict(p=0.5, inner_p=0.3, mask_groups=2), "temp"),
     "p7i3e30+T": ("p=0.7, inner_p=0.3, 30 epochs, temperature",
                   dict(p=0.7, inner_p=0.3, max_epochs=30), "temp"),
-    "default": ("the package defaults as they are now", {}, "raw"),
+    "default": ("the package defaults as they are now (since issue 11: one hidden layer of "
+                "512, p=0.8, inner_p=0.3, temperature)", {}, "temp"),
 }
 #: The CV reference: the same MLP without ToD, pre-issue settings (fixed, so that
 #: changing the defaults does not move the yardstick).
@@ -184,6 +185,19 @@ def cleanlab_metrics(labels, pred, flipped) -> dict:
     return out
 
 
+def anchor_count(proba: np.ndarray, labels: np.ndarray, q: float = 0.97) -> int:
+    """Noise count from anchor points (Patrini et al. 2017): for each class ``i`` the
+    rows at its ``q``-quantile of ``p(i|x)`` estimate ``T_ii = P(given i | true i)``;
+    the count is ``n * sum_i prior_i * (1 - T_ii)``."""
+    n, k = proba.shape
+    prior = np.bincount(labels, minlength=k) / n
+    total = 0.0
+    for i in range(k):
+        top = proba[:, i] >= np.quantile(proba[:, i], q)
+        total += prior[i] * (1.0 - proba[top, i].mean())
+    return int(round(n * total))
+
+
 def counts(est, proba: np.ndarray, labels: np.ndarray) -> dict:
     """Candidate drop counts (see the report for which one the package uses)."""
     from cleanlab.count import num_label_issues
@@ -194,6 +208,7 @@ def counts(est, proba: np.ndarray, labels: np.ndarray) -> dict:
             "argmax_disagree": int(np.sum(proba.argmax(1) != labels)),
             "offdiag": int(confident_joint_issues(proba, labels).sum()),
             "offdiag_full": int(confident_joint_issues(est.train_proba_, labels).sum()),
+            "anchor": anchor_count(proba, labels),
             "offdiag_both": int((confident_joint_issues(proba, labels)
                                  & confident_joint_issues(est.train_proba_, labels)).sum())}
 
