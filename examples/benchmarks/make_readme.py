@@ -230,6 +230,13 @@ def plots(cells: list, rel: str) -> list[str]:
     return out
 
 
+def _current_mlp_params() -> dict:
+    """Today's ``ToDMLPClassifier`` defaults (to say when stored results used other ones)."""
+    from tod_cleanse import ToDMLPClassifier
+
+    return ToDMLPClassifier().get_params()
+
+
 def missing_cells(payload: dict) -> list[str]:
     """Cells of the full suite that are not in ``payload``."""
     done = {c["name"] for c in payload["cells"]}
@@ -240,9 +247,14 @@ def full_subset_section(payload: dict) -> str:
     """The cells of the full suite that have been run so far, with what is missing."""
     names = ", ".join(f"`{c['name']}`" for c in payload["cells"])
     missing = ", ".join(f"`{n}`" for n in missing_cells(payload)) or "none"
+    params = payload["estimator_params"]
+    stale = ", ".join(f"{k}={params[k]}" for k in ("hidden_layer_sizes", "p", "inner_p")
+                      if k in params and str(params[k]) != str(_current_mlp_params().get(k)))
+    when = (f" The MLP cells were measured with an earlier `ToDMLPClassifier` default ({stale}); "
+            "rerun them with `run.py` to see today's default." if stale else "")
     return (
         "\n### Full-suite cells run so far\n\n"
-        f"`run.py` (full mode) results in `results/full/`: {names}. Not run yet: {missing} "
+        f"`run.py` (full mode) results in `results/full/`: {names}.{when} Not run yet: {missing} "
         "(each needs `run.py --only <cell>`; on 2 CPU cores a VGG cell takes about 15 "
         "minutes and a WordNet cell about an hour). Same setup as above, except: "
         + FAMILY_NOTE + "\n\n"
