@@ -262,9 +262,10 @@ def estimate_issue_count(proba: np.ndarray, labels: np.ndarray) -> int:
     16% of the true number of flipped labels on the digits cells (10/20/40%
     uniform, 20% class-conditional) and 3 of 1,077 rows on clean digits; it
     overshoots by 37% on Fashion-MNIST 3k at 20% uniform noise (5-fold CV's own count:
-    +59%) and counts ~15% of a clean set with overlapping classes (5-fold CV:
-    19%): it counts rows the model confidently disagrees with, which includes
-    genuinely ambiguous ones. :mod:`tod_cleanse.diagnostics` warns when it
+    +59%), and counts 10% of clean Fashion-MNIST 3k (pre-issue-11 MLP defaults:
+    5%; 5-fold CV: 12%) and 15% of a clean set with overlapping classes (5-fold
+    CV: 19%): it counts rows the model confidently disagrees with, which
+    includes genuinely ambiguous ones and plain model errors. :mod:`tod_cleanse.diagnostics` warns when it
     exceeds half of the rows.
 
     Examples

@@ -70,7 +70,7 @@ def markdown(data: list[dict], designs: dict) -> str:
     """Per-cell tables (every design, losers included) and a targets summary."""
     cells = list(dict.fromkeys(r["cell"] for r in data))
     by = {(r["design"], r["cell"]): r for r in data}
-    order = ["cv5", "cv5-w1024"] + list(designs)
+    order = ["cv5", "cv5-w1024", "cv5-default"] + list(designs)
     out = ["# Issue 11: one-run out-of-sample view vs 5-fold CV\n",
            "Written by `examples/benchmarks/oos_study.py --report` from `study.json`. "
            "CV = the same MLP (256, 256) trained without ToD (ordinary dropout 0.5), 5 folds. "

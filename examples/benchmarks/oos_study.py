@@ -278,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-cv", action="store_true", help="reuse the stored CV rows")
     ap.add_argument("--wide-cv", action="store_true",
                     help="also 5-fold CV of the one-layer 1024-wide network")
+    ap.add_argument("--default-cv", action="store_true",
+                    help="also 5-fold CV of the default network without ToD (what run.py "
+                         "compares against)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--report", action="store_true", help="only write the tables and plot")
     args = ap.parse_args(argv)
@@ -294,9 +297,12 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             bl.warmup(base_estimator(), split)
             rows = [] if args.no_cv else [run_cv(c, split, y, flipped, args.seed)]
+            if args.default_cv:  # what run.py's 5-fold baseline is since the new defaults
+                rows.append(run_cv(c, split, y, flipped, args.seed, "cv5-default", {}))
             if args.wide_cv:
                 rows.append(run_cv(c, split, y, flipped, args.seed, "cv5-w1024", CV_WIDE))
-            for name in args.designs.split(","):
+            merge(rows)
+            for name in filter(None, args.designs.split(",")):
                 rows.append(run_design(name, c, split, y, flipped, args.seed))
                 merge(rows)
                 print(oos_report.row_line(rows[-1]), flush=True)
