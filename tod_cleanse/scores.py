@@ -265,8 +265,8 @@ def estimate_issue_count(proba: np.ndarray, labels: np.ndarray) -> int:
     +59%), and counts 10% of clean Fashion-MNIST 3k (pre-issue-11 MLP defaults:
     5%; 5-fold CV: 12%) and 15% of a clean set with overlapping classes (5-fold
     CV: 19%): it counts rows the model confidently disagrees with, which
-    includes genuinely ambiguous ones and plain model errors. :mod:`tod_cleanse.diagnostics` warns when it
-    exceeds half of the rows.
+    includes genuinely ambiguous ones and plain model errors.
+    :mod:`tod_cleanse.diagnostics` warns when it exceeds half of the rows.
 
     Examples
     --------
