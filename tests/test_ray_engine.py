@@ -61,7 +61,10 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def _clean(data: Path, out: Path, **kw):
-    est = ToDMLPClassifier(hidden_layer_sizes=(16,), max_epochs=2, random_state=0, verbose=0)
+    # inner_p=0: no random dropout inside the seen sub-network, so that DDP training
+    # (test_ray_train_workers_ddp) is the same training as on the driver
+    est = ToDMLPClassifier(hidden_layer_sizes=(16,), max_epochs=2, random_state=0, inner_p=0.0,
+                           verbose=0)
     args = dict(label="label", features=["pixels"], estimator=est, drop_fraction=0.1,
                 max_train_rows=300, progress=False)
     return clean_parquet(data, out, **{**args, **kw})
@@ -101,17 +104,21 @@ def test_ray_engine_matches_local_on_two_nodes(tmp_path, dataset, cluster, local
 
 
 def test_worker_killed_mid_write_loses_and_duplicates_nothing(tmp_path, dataset, cluster,
-                                                              local_run, monkeypatch):
-    """kill -9 of a Ray worker between writing a file and renaming it into place: Ray
-    restarts the actor and retries the task; the committed output is complete."""
+                                                              monkeypatch):
+    """``tod-cleanse clean --engine ray``, and kill -9 of a Ray worker between writing a
+    file and renaming it into place: Ray restarts the actor and retries the task; the
+    committed output is complete, and dropped/ holds exactly the rows flagged."""
     marker = tmp_path / "paused-worker.pid"
     monkeypatch.setenv("TOD_CLEANSE_TEST_PAUSE_AT", f"ray:write={marker}")
     out, result = tmp_path / "out", {}
 
-    def run() -> None:
+    def run() -> None:  # the command line, keyless (keys: scan-order row positions)
         try:
-            result["summary"] = _clean(dataset, out, engine="ray", ray_address=cluster,
-                                       workers=2)  # keyless: scan-order row positions
+            result["code"] = main([
+                "--quiet", "clean", str(dataset), "--label", "label", "--features", "pixels",
+                "--out", str(out), "--hidden", "16", "--max-epochs", "2", "--seed", "0",
+                "--max-train-rows", "300", "--drop-fraction", "0.1", "--engine", "ray",
+                "--ray-address", cluster, "--workers", "2"])
         except BaseException as exc:  # noqa: BLE001 - reported below
             result["error"] = exc
 
@@ -126,14 +133,16 @@ def test_worker_killed_mid_write_loses_and_duplicates_nothing(tmp_path, dataset,
     os.kill(pid, signal.SIGKILL)
     thread.join(timeout=400)
     assert not thread.is_alive()
-    assert "error" not in result, result.get("error")
-    summary = result["summary"]
-    assert summary["partition_check"]["ok"]
+    assert "error" not in result and result["code"] == 0, result
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["partition_check"]["ok"] and summary["engine"]["nodes"] == 2
     kept, dropped = _keys(out, "kept", "_tod_row"), _keys(out, "dropped", "_tod_row")
     assert sorted(kept + dropped) == list(range(600))  # nothing lost, nothing twice
-    assert dropped == _keys(local_run, "dropped", "id")  # and the same decision
+    issues = _issues(out, "_tod_row")
+    assert issues["_tod_row"].to_pylist() == list(range(600))
+    flagged = issues.filter(issues["is_issue"])["_tod_row"].to_pylist()
+    assert dropped == flagged and len(dropped) == 60  # dropped = the decision
     assert not (out / ".attempts").exists()
-    assert _issues(out, "_tod_row")["_tod_row"].to_pylist() == list(range(600))
 
 
 def test_ray_train_workers_ddp(tmp_path, dataset, cluster, local_run):

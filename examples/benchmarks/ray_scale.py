@@ -69,6 +69,19 @@ def _tree_rss(root: int) -> dict[int, tuple[str, int]]:
     return out
 
 
+def _code_fingerprint() -> str:
+    """Hash of the package's sources: other work may change them between configurations."""
+    import hashlib
+
+    repo = Path(__file__).resolve().parents[2]
+    h = hashlib.sha256()
+    for folder in ("tod_cleanse", "adapters"):
+        for path in sorted((repo / folder).rglob("*.py")):
+            h.update(str(path.relative_to(repo)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def _kind(name: str) -> str:
     if "MapWorker" in name or "ray::" in name and "Actor" in name:
         return "ray_worker"
@@ -85,6 +98,8 @@ def child(data: Path, out: Path, engine: str, workers: int, max_train_rows: int,
     torch.set_num_threads(1)
     from tod_cleanse.cli import main
 
+    code = _code_fingerprint()
+    load = os.getloadavg()[0]
     me = os.getpid()
     peaks: dict[int, tuple[str, int]] = {}
     stop = threading.Event()
@@ -106,12 +121,12 @@ def child(data: Path, out: Path, engine: str, workers: int, max_train_rows: int,
     if engine == "ray":
         argv += ["--engine", "ray", "--workers", str(workers)]
     t0 = time.perf_counter()
-    code = main(argv)
+    status = main(argv)
     wall = time.perf_counter() - t0
     stop.set()
     thread.join()
-    if code != 0:
-        raise SystemExit(f"tod-cleanse clean exited with {code}")
+    if status != 0:
+        raise SystemExit(f"tod-cleanse clean exited with {status}")
     summary = json.loads((out / "summary.json").read_text())
     driver = peaks.pop(me, ("", 0))[1]
     by_kind: dict[str, list[int]] = {"ray_worker": [], "ray_system": []}
@@ -127,6 +142,8 @@ def child(data: Path, out: Path, engine: str, workers: int, max_train_rows: int,
         "worker_peak_rss_mb": max(by_kind["ray_worker"], default=0) / 2**20,
         "ray_workers_seen": len(by_kind["ray_worker"]),
         "ray_system_peak_rss_mb": sum(by_kind["ray_system"]) / 2**20,
+        "code": code if code == _code_fingerprint() else "changed during the run",
+        "load_avg_1min": [round(load, 1), round(os.getloadavg()[0], 1)],
     }
 
 
@@ -138,19 +155,22 @@ def _passes(r: dict) -> float:
 def _table(results: list[dict]) -> list[str]:
     head = ("rows", "engine", "wall s", "read s", "train s", "score s", "write s", "verify s",
             "score+write+verify rows/s", "vs local", "driver peak RSS MB",
-            "worker peak RSS MB", "Ray system RSS MB", "kept = local", "partition")
+            "worker peak RSS MB", "Ray system RSS MB", "load avg", "kept = local",
+            "partition")
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---:" for _ in head) + "|"]
     for r in results:
         base = next(b for b in results if b["rows"] == r["rows"] and b["engine"] == "local")
         t = r["timings_s"]
         rate = r["rows"] / _passes(r)
         name = "local" if r["engine"] == "local" else f"ray x{r['workers']}"
+        same = ("yes" if r["kept_checksum"] == base["kept_checksum"] else
+                "NO" if r["code"] == base["code"] else "n/a: code changed")
         lines.append(
             f"| {r['rows']:,} | {name} | {r['wall_s']:.1f} | {t['read']:.1f} | {t['train']:.1f} "
             f"| {t['score']:.1f} | {t['write']:.1f} | {t['verify']:.1f} | {rate:,.0f} | "
             f"{_passes(base) / _passes(r):.2f} | {r['driver_peak_rss_mb']:.0f} | "
             f"{r['worker_peak_rss_mb']:.0f} | {r['ray_system_peak_rss_mb']:.0f} | "
-            f"{'yes' if r['kept_checksum'] == base['kept_checksum'] else 'NO'} | "
+            f"{r['load_avg_1min'][0]:.0f}-{r['load_avg_1min'][1]:.0f} | {same} | "
             f"{'ok' if r['partition_ok'] else 'FAILED'} |")
     return lines
 
