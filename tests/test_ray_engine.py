@@ -23,7 +23,11 @@ import pytest
 pytest.importorskip("ray", reason="ray is not installed: pip install 'tod-cleanse[ray]'")
 
 from tod_cleanse import ToDMLPClassifier  # noqa: E402
-from tod_cleanse.adapters.parquet import clean_parquet, export_demo  # noqa: E402
+from tod_cleanse.adapters.parquet import (  # noqa: E402
+    CleanParquetError,
+    clean_parquet,
+    export_demo,
+)
 from tod_cleanse.adapters.ray import LocalCluster, engine_error  # noqa: E402
 from tod_cleanse.cli import main  # noqa: E402
 
@@ -195,3 +199,10 @@ def test_engine_errors_name_the_cause():
     assert "a worker died while writing" in str(died) and "nothing was committed" in str(died)
     other = engine_error(RuntimeError("line 1\nValueError: bad pixels"), "scoring")
     assert str(other) == "engine ray: scoring failed on a worker: ValueError: bad pixels"
+
+    class RayTaskError(RuntimeError):  # what Ray raises: a traceback, and the cause
+        cause = CleanParquetError("part-1.parquet: feature column 'x' contains NaN")
+
+    bad_row = engine_error(RayTaskError("Traceback (most recent call last):\n  ..."), "scoring")
+    assert str(bad_row) == ("engine ray: scoring failed: part-1.parquet: feature column 'x' "
+                            "contains NaN")

@@ -83,6 +83,9 @@ on every node of the cluster"
     """
     if isinstance(exc, RayEngineError):
         return exc
+    cause = getattr(exc, "cause", None)  # RayTaskError: the worker's own exception
+    if isinstance(cause, BaseException) and cause is not exc:
+        return engine_error(cause, stage)
     text = f"{type(exc).__name__}: {exc}"
     missing = _MODULE_RE.search(text)
     if missing:
