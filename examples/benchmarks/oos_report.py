@@ -71,6 +71,7 @@ def markdown(data: list[dict], designs: dict) -> str:
     cells = list(dict.fromkeys(r["cell"] for r in data))
     by = {(r["design"], r["cell"]): r for r in data}
     order = ["cv5", "cv5-w1024", "cv5-default"] + list(designs)
+    order += sorted({r["design"] for r in data} - set(order))  # other seeds: design@sN
     out = ["# Issue 11: one-run out-of-sample view vs 5-fold CV\n",
            "Written by `examples/benchmarks/oos_study.py --report` from `study.json`. "
            "CV = the same MLP (256, 256) trained without ToD (ordinary dropout 0.5), 5 folds. "
@@ -94,7 +95,6 @@ def markdown(data: list[dict], designs: dict) -> str:
         out.append(f"| {name} | {what} |")
     summary: dict[str, dict[str, list[bool]]] = {}
     for cell in cells:
-        cv = by.get(("cv5", cell))
         out.append(f"\n## {cell}\n")
         out.append("| design | flagged | precision | recall | AP quality | acc clean rows | "
                    "AP self-infl. | AP default | auto / flipped | cj_full | cl_offdiag | offdiag | "
@@ -105,7 +105,9 @@ def markdown(data: list[dict], designs: dict) -> str:
             r = by.get((name, cell))
             if r is None:
                 continue
-            ratio = f" ({r['cpu'] / cv['cpu']:.2f})" if cv and name != "cv5" else ""
+            seed = name.partition("@")[2]
+            cv = by.get(("cv5" + (f"@{seed}" if seed else ""), cell))
+            ratio = f" ({r['cpu'] / cv['cpu']:.2f})" if cv and r is not cv else ""
             missed = "–"
             if cv and not name.startswith("cv5"):
                 t = _targets(r, cv)

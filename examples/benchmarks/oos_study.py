@@ -227,8 +227,8 @@ def run_design(name: str, c: dict, split, y, flipped, seed: int) -> dict:
     labels = est.y_train_
     proba = est.oos_proba_.astype(np.float64)
     temp = float(getattr(est, "oos_temperature_", 1.0))
-    res = {"design": name, "cell": cell_name(c), "n": int(len(y)),
-           "n_flipped": int(flipped.sum()), "temperature": temp,
+    res = {"design": name + (f"@s{seed}" if seed else ""), "cell": cell_name(c),
+           "n": int(len(y)), "n_flipped": int(flipped.sum()), "temperature": temp,
            "cpu": float(est.train_time_[1] + est.score_time_[1]),
            "test_acc": float(est.score(split.X_test, split.y_test))}
     res.update(cleanlab_metrics(labels, proba, flipped))
@@ -244,8 +244,9 @@ def run_cv(c: dict, split, y, flipped, seed: int, name: str = "cv5",
            params: dict = CV_PARAMS) -> dict:
     est = base_estimator().set_params(**params)
     pred, t_train, t_score = bl.cv_pred_probs(est, split.X_train, y, seed)
-    res = {"design": name, "cell": cell_name(c), "n": int(len(y)),
-           "n_flipped": int(flipped.sum()), "cpu": float(t_train[1] + t_score[1])}
+    res = {"design": name + (f"@s{seed}" if seed else ""), "cell": cell_name(c),
+           "n": int(len(y)), "n_flipped": int(flipped.sum()),
+           "cpu": float(t_train[1] + t_score[1])}
     res.update(cleanlab_metrics(y, pred, flipped))
     from cleanlab.count import num_label_issues
 
@@ -285,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--default-cv", action="store_true",
                     help="also 5-fold CV of the default network without ToD (what run.py "
                          "compares against)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0,
+                    help="training seed (rows of a seed other than 0 are named design@sN)")
     ap.add_argument("--report", action="store_true", help="only write the tables and plot")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
