@@ -149,6 +149,23 @@ def test_worker_killed_mid_write_loses_and_duplicates_nothing(tmp_path, dataset,
     assert not (out / ".attempts").exists()
 
 
+def test_worker_that_always_dies_fails_in_one_line_and_commits_nothing(
+        tmp_path, dataset, cluster, monkeypatch, capsys):
+    """Every scoring worker is killed (SIGKILL): Ray's retries run out, the run fails
+    with one line naming the engine and the cause, and nothing appears at --out."""
+    monkeypatch.setenv("TOD_CLEANSE_TEST_PAUSE_AT", "ray:score=kill")
+    out = tmp_path / "out"
+    code = main(["--quiet", "clean", str(dataset), "--label", "label", "--features", "pixels",
+                 "--out", str(out), "--hidden", "16", "--max-epochs", "1",
+                 "--max-train-rows", "300", "--engine", "ray", "--ray-address", cluster,
+                 "--workers", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("tod-cleanse clean: error: engine ray: ")
+    assert "a worker died while scoring" in err[0] and "nothing was committed" in err[0]
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
 def test_ray_train_workers_ddp(tmp_path, dataset, cluster, local_run):
     """--train-workers 2: Ray Train's TorchTrainer fits with DDP, same training loop."""
     out = tmp_path / "out"

@@ -104,12 +104,18 @@ def pause_once(point: str) -> None:
 
     ``TOD_CLEANSE_TEST_PAUSE_AT=<point>=<marker>``: the first worker that reaches
     ``point`` creates ``<marker>`` (exclusively) with its pid and sleeps; a retried
-    task finds the marker and goes on. Unset, nothing happens.
+    task finds the marker and goes on. ``<point>=kill``: every worker that reaches
+    ``point`` kills itself (SIGKILL), so that the retries run out. Unset, nothing
+    happens.
     """
     spec = os.environ.get(PAUSE_ENV, "")
     at, _, marker = spec.partition("=")
     if at != point or not marker:
         return
+    if marker == "kill":
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
     try:
         fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:

@@ -166,6 +166,7 @@ class RaySession:
             kwargs.update(num_cpus=self.num_cpus, include_dashboard=False,
                           object_store_memory=_local_object_store())
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        _quiet_ray_loggers()
         try:
             ray.init(**kwargs)
         except Exception as exc:  # ray raises ConnectionError, RuntimeError, ...
@@ -192,6 +193,15 @@ class RaySession:
 
             ray.shutdown()
             self.started = False
+
+
+def _quiet_ray_loggers() -> None:
+    """Ray's own log lines stay in its log files (``/tmp/ray/session_*/logs``): on the
+    console the run prints its one-line result or error. ``-v``/``--debug`` (our
+    loggers at DEBUG) keep Ray's INFO lines."""
+    level = logging.INFO if logger.isEnabledFor(logging.DEBUG) else logging.CRITICAL
+    for name in ("ray", "ray.data", "ray.train", "ray.tune"):
+        logging.getLogger(name).setLevel(level)
 
 
 def _local_object_store() -> int:
