@@ -105,7 +105,8 @@ def noise_draw_notes() -> list[str]:
     for path in sorted((HERE / "results").glob("noise_draws_*.md")):
         out += ["Each cell above flips one seeded draw of labels, so its cleansing ± shows "
                 "only retraining noise. `noise_draws.py` repeats a digits cell over several "
-                "noise draws:", "", path.read_text().rstrip(), ""]
+                "noise draws (stored run; rerun it after a change of the default network):",
+                "", path.read_text().rstrip(), ""]
     return out
 
 
@@ -178,7 +179,8 @@ def section(payload: dict, mode: str, faith: str | None) -> str:
         f"{stats[default]['min_gap']:+.3f}) from one training run; AP ≥ the in-sample "
         f"loss of a normally trained network on {vs_normal}/{len(cells)} cells; no "
         "validation set needed. A likely reason: in a ToD network every row trains only "
-        "its own half of the units, so the full network (all units) is an ensemble that "
+        "its own share (1 − p) of the units, so the full network (all units) is an ensemble "
+        "that "
         "fits a flipped label less than each sub-network does. The flipped sub-network "
         "alone (`oos_likelihood`, the one-run stand-in for cross-validated `pred_probs`) is "
         "a smaller, weaker network, and its probabilities rank rows less well; the paper's "
