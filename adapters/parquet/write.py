@@ -25,9 +25,11 @@ from .source import decode, keys_of, progress_bar, value_type
 from .stages import LabelsKeys, Scored, Trained
 
 __all__ = ["Written", "issues_schema", "write_fragment", "write_outputs", "file_checksum",
-           "verify"]
+           "verify", "partition_proof"]
 
 PARTS = ("kept", "dropped")
+_METHOD = ("count, and sum and xor of splitmix64(int64 key) mod 2**64, re-read from the "
+           "written files")
 
 
 @dataclass
@@ -157,23 +159,33 @@ def verify(plan: CleanPlan, lk: LabelsKeys, sc: Scored, written: Written,
                                            plan.src.schema))
                 bar.update(parts[-1].rows)
             sums[part] = KeyChecksum.combine(parts)
-    kept, dropped, inp = sums["kept"], sums["dropped"], lk.checksum
-    both = kept + dropped
-    ok_rows = both.rows == inp.rows == lk.n and dropped.rows == sc.n_dropped
+    return partition_proof(sums["kept"], sums["dropped"], lk, sc, written)
+
+
+def partition_proof(kept: KeyChecksum, dropped: KeyChecksum, lk: LabelsKeys, sc: Scored,
+                    written: Written, method: str = _METHOD,
+                    extra: dict[str, bool] | None = None) -> dict[str, Any]:
+    """Prove ``kept + dropped = input`` and ``kept`` = the chosen rows from checksums.
+
+    ``kept`` and ``dropped`` are the checksums of the keys re-read from the written
+    files, combined over files (or over workers: the Ray engine). ``extra`` adds named
+    checks. Returns the ``partition_check`` record of ``summary.json``; raises
+    :class:`PartitionCheckError` naming the failed checks.
+    """
+    inp, both = lk.checksum, kept + dropped
     check = {
         "ok": False,
-        "method": "count, and sum and xor of splitmix64(int64 key) mod 2**64, re-read from "
-                  "the written files",
+        "method": method,
         "input": inp.as_dict(),
         "kept": kept.as_dict(),
         "dropped": dropped.as_dict(),
-        "rows_match": bool(ok_rows),
+        "rows_match": bool(both.rows == inp.rows == lk.n and dropped.rows == sc.n_dropped),
         "sum_matches": both.hash_sum == inp.hash_sum,
         "xor_matches": both.hash_xor == inp.hash_xor,
         "kept_is_the_chosen_rows": kept == written.expected_kept,
+        **(extra or {}),
     }
-    check["ok"] = all(check[k] for k in ("rows_match", "sum_matches", "xor_matches",
-                                         "kept_is_the_chosen_rows"))
+    check["ok"] = all(v for k, v in check.items() if k != "ok" and isinstance(v, bool))
     if not check["ok"]:
         failed = [name for name, ok in check.items() if ok is False and name != "ok"]
         raise PartitionCheckError(

@@ -57,6 +57,7 @@ from tod_cleanse.adapters.parquet.write import (
     Written,
     file_checksum,
     issues_schema,
+    partition_proof,
     write_fragment,
 )
 from tod_cleanse.scores import given_label_proba
@@ -362,29 +363,11 @@ def verify_on_ray(plan: CleanPlan, lk: LabelsKeys, sc: Scored, written: WrittenO
             sums[part] = sums[part] + KeyChecksum(got[f"{part}_rows"], got[f"{part}_sum"],
                                                   got[f"{part}_xor"])
     issues_rows = sum(got["issues_rows"] for got in written.file_sums.values())
-    return _proof(sums["kept"], sums["dropped"], lk, sc, written, issues_rows)
-
-
-def _proof(kept: KeyChecksum, dropped: KeyChecksum, lk: LabelsKeys, sc: Scored,
-           written: Written, issues_rows: int) -> dict[str, Any]:
-    inp, both = lk.checksum, kept + dropped
-    check = {
-        "ok": False,
-        "method": "count, and sum and xor of splitmix64(int64 key) mod 2**64, re-read from "
-                  "the written files by the Ray workers and combined on the driver",
-        "input": inp.as_dict(),
-        "kept": kept.as_dict(),
-        "dropped": dropped.as_dict(),
-        "rows_match": bool(both.rows == inp.rows == lk.n and dropped.rows == sc.n_dropped),
-        "sum_matches": both.hash_sum == inp.hash_sum,
-        "xor_matches": both.hash_xor == inp.hash_xor,
-        "kept_is_the_chosen_rows": kept == written.expected_kept,
-        "issue_rows_match": issues_rows == lk.n,
-    }
-    check["ok"] = all(v for k, v in check.items() if isinstance(v, bool) and k != "ok")
-    if not check["ok"]:
-        failed = [name for name, ok in check.items() if ok is False and name != "ok"]
-        raise PartitionCheckError(
-            f"engine ray: partition check failed ({', '.join(failed)}): kept {kept.rows} + "
-            f"dropped {dropped.rows} rows vs {lk.n} input rows; nothing was committed")
-    return check
+    try:
+        return partition_proof(
+            sums["kept"], sums["dropped"], lk, sc, written,
+            method="count, and sum and xor of splitmix64(int64 key) mod 2**64, re-read from "
+                   "the written files by the Ray workers and combined on the driver",
+            extra={"issue_rows_match": issues_rows == lk.n})
+    except PartitionCheckError as exc:
+        raise PartitionCheckError(f"engine ray: {exc}") from None
