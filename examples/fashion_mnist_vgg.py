@@ -27,6 +27,7 @@ from data_loaders import fashion_mnist_available, load_fashion_mnist
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from tod_cleanse import ToDVGGClassifier
+from tod_cleanse.noise import flip_labels
 
 INSTALL = "sudo apt-get install -y dataset-fashion-mnist"
 # Class-conditional noise: each class flips to a confusable one.
@@ -34,14 +35,10 @@ CONFUSABLE = {0: 6, 6: 0, 2: 4, 4: 2, 7: 9, 9: 7, 3: 0, 1: 3, 5: 7, 8: 2}
 
 
 def inject_noise(y: np.ndarray, rate: float, kind: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    flipped = rng.random(y.shape[0]) < rate
-    y_noisy = y.copy()
-    if kind == "uniform":
-        y_noisy[flipped] = (y[flipped] + rng.integers(1, 10, flipped.sum())) % 10
-    else:
-        y_noisy[flipped] = [CONFUSABLE[int(c)] for c in y[flipped]]
-    return y_noisy, flipped
+    """Seeded label noise through the package's one flipper (uniform or to CONFUSABLE)."""
+    pairs = None if kind == "uniform" else CONFUSABLE
+    return flip_labels(y, rate, random_state=seed, pairs=pairs, classes=np.arange(10),
+                       sampling="bernoulli")
 
 
 def report(name: str, score: np.ndarray, flipped: np.ndarray) -> None:

@@ -34,6 +34,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tod_cleanse.noise import flip_labels
+
 N_CLASSES = 10
 N_SCALAR = 16
 VEC_DIM = 16
@@ -50,8 +52,8 @@ def generate(folder: Path, n_rows: int, noise: float, seed: int) -> int:
         n = min(FILE_ROWS, n_rows - start)
         y = rng.integers(0, N_CLASSES, n)
         X = (centers[y] + rng.normal(size=(n, N_SCALAR + VEC_DIM))).astype(np.float32)
-        noisy = rng.random(n) < noise
-        y_noisy = np.where(noisy, (y + rng.integers(1, N_CLASSES, n)) % N_CLASSES, y)
+        y_noisy, noisy = flip_labels(y, noise, random_state=rng, classes=np.arange(N_CLASSES),
+                                     sampling="bernoulli")
         flipped += int(noisy.sum())
         cols = {"id": pa.array(np.arange(start, start + n), pa.int64())}
         for j in range(N_SCALAR):
