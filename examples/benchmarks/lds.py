@@ -124,7 +124,8 @@ def run(cell_name: str, n_subsets: int, n_targets: int, names: list[str], fresh:
 
 def table(res: dict) -> list[str]:
     tod = res["methods"].get("tod", {}).get("score_cpu")
-    lines = [f"**{res['cell']}** ({res['n_train']} training rows; {res['n_subsets']} random "
+    lines = [f"**{res['cell']}**, `{res['estimator']}` ({res['n_train']} training rows; "
+             f"{res['n_subsets']} random "
              f"halves x {res['seeds_per_subset']} seeds retrained; {res['n_targets']} random "
              f"test targets; one fit {res['fit_cpu']:.1f} CPU s; test accuracy "
              f"{res['test_accuracy']:.3f})", "",
