@@ -153,18 +153,21 @@ def report() -> None:
              "retraining on that half. Cost = CPU seconds with one torch thread: scoring, "
              "plus training of any model beyond the one shared run.", "",
              f"Published anchors: {ANCHORS}.", ""]
-    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.5), squeeze=False)
-    for res, ax in zip(results, axes[0], strict=True):
+    ncol = 2
+    nrow = -(-len(results) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(7 * ncol, 5 * nrow), squeeze=False)
+    for res, ax in zip(results, axes.ravel(), strict=False):
         lines += table(res)
         for name, m in res["methods"].items():
             cost = m["score_cpu"] + m["train_cpu"]
-            ax.scatter(cost, m["lds"], color="C3" if name.startswith("tod") else "C0")
+            tod_based = name.startswith(("tod", "subnet", "lastlayer_"))
+            ax.scatter(cost, m["lds"], color="C3" if tod_based else "C0")
             ax.annotate(im.LABELS.get(name, name), (cost, m["lds"]), fontsize=7, xytext=(3, 3),
                         textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel("CPU seconds (scoring + extra training), log scale")
         ax.set_ylabel("LDS")
-        ax.set_title(f"{res['cell']}: LDS against cost (red: ToD)")
+        ax.set_title(f"{res['cell']}: LDS against cost (red: uses ToD masks)")
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(OUT / "lds_vs_cost.png", dpi=120)
