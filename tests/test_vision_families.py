@@ -195,3 +195,36 @@ def test_persistence_save_and_load(cls, params, tmp_path):
     np.testing.assert_array_equal(back.score_influence(X[:2], y[:2]),
                                   est.score_influence(X[:2], y[:2]))
     assert back.instance_keys_.tolist() == [f"img-{i}" for i in range(16)]
+
+
+def test_parquet_cleaner_builds_the_image_families_by_name(tmp_path):
+    """``clean --model resnet|vit`` goes through the registry (and --model-path to weights_path)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tod_cleanse.adapters.parquet import CleanParquetError, clean_parquet
+
+    X, y = _images(n=16, size=8)
+    table = pa.table({"id": [f"img-{i}" for i in range(16)],
+                      "pixels": pa.FixedSizeListArray.from_arrays(pa.array(X.ravel()), 64),
+                      "label": pa.array(y, pa.int64())})
+    pq.write_table(table, tmp_path / "images.parquet")
+    common = dict(label="label", image="pixels", image_shape=(8, 8), key="id",
+                  drop_fraction=0.25, progress=False)
+    for model, params in (("resnet", {"width_multiplier": 1 / 32, "max_epochs": 1}),
+                          ("vit", {k: VIT[k] for k in ("patch_size", "num_layers", "num_heads",
+                                                       "hidden_dim", "mlp_dim")})):
+        summary = clean_parquet(tmp_path / "images.parquet", tmp_path / model, model=model,
+                                model_params={**params, "max_epochs": 1}, **common)
+        assert summary["parameters"]["estimator"] == cls_name(model)
+        assert summary["counts"]["dropped"] == 4 and summary["partition_check"]["ok"]
+    with pytest.raises(CleanParquetError, match="missing.pth"):
+        clean_parquet(tmp_path / "images.parquet", tmp_path / "bad", model="resnet",
+                      model_params={"model_name_or_path": str(tmp_path / "missing.pth")},
+                      **common)
+    with pytest.raises(CleanParquetError, match="--model text reads text columns"):
+        clean_parquet(tmp_path / "images.parquet", tmp_path / "bad2", model="text", **common)
+
+
+def cls_name(model):
+    return {"resnet": "ToDResNetClassifier", "vit": "ToDViTClassifier"}[model]

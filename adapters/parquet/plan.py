@@ -17,6 +17,12 @@ from typing import Any
 
 import pyarrow as pa
 
+from tod_cleanse.estimators.registry import (
+    MODEL_NAMES,
+    estimator_class,
+    input_kind,
+    pretrained_param,
+)
 from tod_cleanse.scores import DEFAULT_METHOD, check_cleansing_params
 
 from .commit import OutputState, check_output
@@ -32,8 +38,8 @@ ROW_COLUMN = "_tod_row"
 #: Methods whose score of an untrained row (full network) has the same meaning as
 #: the score of a trained row (flipped sub-network).
 SAMPLED_METHODS = ("oos_likelihood", "confident_learning")
-MODELS = ("mlp", "bert", "vgg")
-_ESTIMATORS = {"mlp": "ToDMLPClassifier", "bert": "ToDBertClassifier", "vgg": "ToDVGGClassifier"}
+#: Every ``--model`` name (tod_cleanse.estimators.registry: mlp, text/bert, vgg, resnet, vit).
+MODELS = MODEL_NAMES
 
 
 def label_kind(t: pa.DataType) -> str | None:
@@ -150,7 +156,6 @@ def _estimator(model: str | None, model_params: dict[str, Any] | None, estimator
                kind: str, seed: int, progress: bool) -> Any:
     from sklearn.base import clone
 
-    import tod_cleanse
     from tod_cleanse.estimators.base import BaseToDClassifier
 
     if estimator is not None:
@@ -162,9 +167,14 @@ def _estimator(model: str | None, model_params: dict[str, Any] | None, estimator
     model = model or {"features": "mlp", "text": "bert", "image": "vgg"}[kind]
     if model not in MODELS:
         fail(f"--model must be one of {', '.join(MODELS)}, got {model!r}")
-    cls = getattr(tod_cleanse, _ESTIMATORS[model])
+    if input_kind(model) != kind:
+        fail(f"--model {model} reads {input_kind(model)} columns, not the --{kind} of this run")
+    cls = estimator_class(model)
     accepted = cls().get_params()
     given = {k: v for k, v in (model_params or {}).items() if v is not None}
+    path_param = pretrained_param(model)  # --model-path: model_name_or_path or weights_path
+    if "model_name_or_path" in given and path_param not in (None, "model_name_or_path"):
+        given[path_param] = given.pop("model_name_or_path")
     unknown = sorted(set(given) - set(accepted))
     if unknown:
         fail(f"--model {model}: {cls.__name__} takes no parameter(s) {', '.join(unknown)}")

@@ -43,10 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_out(parser, default=None, help="output folder (new or empty)")
     group = parser.add_argument_group("clean")
     group.add_argument("--model", choices=MODELS,
-                       help="estimator (default: mlp for --features, bert for --text, vgg for "
-                            "--image)")
+                       help="estimator (default: mlp for --features, text for --text, vgg for "
+                            "--image; text/bert: any transformers encoder; resnet, vit: images)")
     group.add_argument("--model-path", metavar="PATH",
-                       help="pretrained weights for bert (model_name_or_path)")
+                       help="pretrained weights: a transformers folder for text/bert "
+                            "(model_name_or_path), a torchvision .pth for resnet/vit "
+                            "(weights_path)")
     group.add_argument("--eval", metavar="PATH", dest="eval_path",
                        help="validation Parquet data for --method eval_influence")
     group.add_argument("--max-train-rows", type=options.positive_int, default=100_000,
