@@ -287,9 +287,12 @@ def other_studies() -> list[str]:
                        ("influence", "Influence faithfulness (issue 12)"),
                        ("ray", "Scale-out on Ray (issue 13)")):
         pages = sorted((HERE / "results" / sub).glob("*.md"))
+        plots = sorted((HERE / "results" / sub).glob("*.png"))
         if pages:
             out += [f"### {title}", ""] + [
                 f"- [{p.stem}](../examples/benchmarks/results/{sub}/{p.name})" for p in pages
+            ] + [""] + [
+                f"![{p.stem}](../examples/benchmarks/results/{sub}/{p.name})" for p in plots
             ] + [""]
     return out
 
