@@ -61,7 +61,7 @@ def tracin_scores(est: ToDMLPClassifier, X_t: np.ndarray, y_t: np.ndarray,
 
     def flat_grads(Xa, ya):
         xs = torch.as_tensor(est._validate_X(Xa, reset=False))
-        ys = torch.as_tensor(est._encode_y(ya, len(ya), fitting=False))
+        ys = torch.as_tensor(est.encode_labels(ya))
         g = vmap(grad(loss), in_dims=(None, 0, 0))(params, xs, ys)
         return torch.cat([v.reshape(len(xs), -1) for v in g.values()], 1)
 

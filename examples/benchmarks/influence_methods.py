@@ -77,7 +77,7 @@ def unit_gradients(model: Any, X_t: np.ndarray, y_t: np.ndarray) -> list[torch.T
     module = model.module_.eval()
     layers = tod_modules(module)
     xs = torch.as_tensor(model._validate_X(X_t, reset=False))
-    ys = torch.as_tensor(model._encode_y(y_t, len(y_t), fitting=False))
+    ys = torch.as_tensor(model.encode_labels(y_t))
     mults: list[torch.Tensor] = []
 
     def hook(_mod: nn.Module, _inp: Any, out: torch.Tensor) -> torch.Tensor:
@@ -135,7 +135,7 @@ def tod_pairwise(ctx: Context, with_units: bool = False) -> np.ndarray:
     m = ctx.model
     module = m.module_.eval()
     xs = torch.as_tensor(m._validate_X(ctx.X_t, reset=False))
-    ys = torch.as_tensor(m._encode_y(ctx.y_t, len(ctx.y_t), fitting=False))
+    ys = torch.as_tensor(m.encode_labels(ctx.y_t))
     keys = torch.as_tensor(m.train_keys_)
     pairs = _masked_linears(module)
     store: dict = {}
@@ -185,7 +185,7 @@ def tod_seeds(k: int) -> Callable[[Context], np.ndarray]:
 # --------------------------------------------------------------------- baselines
 def _loaders(model: Any, X: np.ndarray, y: np.ndarray, bs: int = 64) -> Any:
     xs = torch.as_tensor(model._validate_X(X, reset=False))
-    ys = torch.as_tensor(model._encode_y(y, len(y), fitting=False))
+    ys = torch.as_tensor(model.encode_labels(y))
     return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(xs, ys),
                                        batch_size=bs, shuffle=False)
 
@@ -283,7 +283,7 @@ def _last_layer_feats(m: Any, X: np.ndarray, y: np.ndarray, keys: Any = None,
     module = m.module_.eval()
     head = list(module.head)
     xs = torch.as_tensor(m._validate_X(X, reset=False))
-    ys = torch.as_tensor(m._encode_y(y, len(y), fitting=False))
+    ys = torch.as_tensor(m.encode_labels(y))
     kk = None if keys is None else torch.as_tensor(keys)
     with torch.no_grad(), tod_context(kk, mode):
         h = module.trunk(xs)
@@ -313,7 +313,7 @@ def linear_grad_factors(m: Any, X: np.ndarray, y: np.ndarray, mode: str = "full"
     module = m.module_.eval()
     lins = [mod for mod in module.modules() if isinstance(mod, nn.Linear)]
     xs = torch.as_tensor(m._validate_X(X, reset=False))
-    ys = torch.as_tensor(m._encode_y(y, len(y), fitting=False))
+    ys = torch.as_tensor(m.encode_labels(y))
     kk = None if keys is None else torch.as_tensor(keys)
     store: dict = {}
 
