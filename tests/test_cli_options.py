@@ -156,7 +156,8 @@ def _fake_command(monkeypatch, run):
 
 @pytest.mark.parametrize("error", [CLIError("bad --x"), ValueError("bad --x\nsecond line"),
                                    TypeError("bad --x"), FileNotFoundError("bad --x"),
-                                   PermissionError("bad --x")])
+                                   PermissionError("bad --x"),
+                                   ModuleNotFoundError("bad --x: pip install 'tod-cleanse[ray]'")])
 def test_main_turns_errors_into_one_line(monkeypatch, capsys, error):
     def run(args):
         raise error

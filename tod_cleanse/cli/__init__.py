@@ -11,7 +11,8 @@ provides
 
 :func:`main` is the one error handler: a :class:`~tod_cleanse.cli.options.CLIError`,
 ``ValueError`` (the Parquet cleaner's ``CleanParquetError`` is one), ``TypeError``,
-``FileNotFoundError`` or ``PermissionError`` raised by a subcommand becomes one line
+``FileNotFoundError``, ``PermissionError`` or ``ModuleNotFoundError`` (a missing optional
+extra, e.g. ``ray`` for ``--engine ray``) raised by a subcommand becomes one line
 ``tod-cleanse <cmd>: error: <message>`` on stderr and exit status 2, with no
 traceback unless ``--debug`` is given. argparse's own errors exit 2 as well.
 """
@@ -59,6 +60,7 @@ HANDLED_ERRORS: tuple[type[BaseException], ...] = (
     NotADirectoryError,
     IsADirectoryError,
     FileExistsError,
+    ModuleNotFoundError,  # a missing optional extra: the message names what to install
 )
 
 
