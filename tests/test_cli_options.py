@@ -197,3 +197,17 @@ def test_main_runs_check_before_run(monkeypatch, capsys):
     module.check = lambda args: calls.append(f"check {args.x}")
     assert cli.main(["-q", "fake", "--x", "7"]) == 0
     assert calls == ["check 7", "run"]
+
+
+def test_missing_ray_extra_is_one_line(monkeypatch, capsys, tmp_path):
+    """``--engine ray`` without Ray installed: one line naming the extra, nothing written."""
+    data, out = tmp_path / "d.parquet", tmp_path / "out"
+    assert cli.main(["-q", "clean", "--export-demo", str(data)]) == 0
+    monkeypatch.setitem(sys.modules, "ray", None)  # ``import ray`` now fails
+    capsys.readouterr()
+    rc = cli.main(["-q", "clean", str(data), "--label", "label", "--features", "pixels",
+                   "--key", "id", "--out", str(out), "--max-epochs", "1", "--engine", "ray"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1, err
+    assert "pip install 'tod-cleanse[ray]'" in err and "Traceback" not in err
+    assert not out.exists()

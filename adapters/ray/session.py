@@ -52,7 +52,7 @@ def require_ray() -> Any:
         import ray
         import ray.data  # noqa: F401
     except ImportError as exc:
-        raise ImportError(
+        raise ModuleNotFoundError(
             "engine 'ray' needs Ray Data and Ray Train: pip install 'tod-cleanse[ray]' "
             f"({exc})") from exc
     return ray

@@ -39,7 +39,7 @@ def _transformers():
     try:
         import transformers
     except ImportError as exc:  # pragma: no cover - transformers is a dependency
-        raise ImportError(
+        raise ModuleNotFoundError(
             "ToDTextClassifier needs transformers: pip install 'tod-cleanse' (or pip install "
             "transformers)."
         ) from exc

@@ -35,7 +35,7 @@ def torchvision_models(name: str):
 
         return importlib.import_module(f"torchvision.models.{name}")
     except ImportError as exc:  # pragma: no cover - torchvision is a dependency
-        raise ImportError(
+        raise ModuleNotFoundError(
             "the image estimators need torchvision: pip install 'tod-cleanse' (or pip install "
             "torchvision)."
         ) from exc
