@@ -29,6 +29,40 @@ def digits_small():
     return X, y, y_noisy, noisy
 
 
+def _noisy_blobs(n=240, n_features=6, n_classes=3, noise=0.1, seed=0):
+    """Gaussian blobs (float32) with ``noise`` of the labels moved to the next class."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=3.0, size=(n_classes, n_features))
+    y = rng.integers(n_classes, size=n)
+    X = (centers[y] + rng.normal(size=(n, n_features))).astype(np.float32)
+    y_noisy = y.copy()
+    flip = rng.choice(n, size=int(noise * n), replace=False)
+    y_noisy[flip] = (y[flip] + 1) % n_classes
+    return X, y, y_noisy
+
+
+def _small_mlp(**kw):
+    """A tiny ToDMLPClassifier (16 hidden units, 8 epochs); ``kw`` overrides."""
+    from tod_cleanse import ToDMLPClassifier
+
+    params = dict(hidden_layer_sizes=(16,), max_epochs=8, batch_size=32, random_state=0,
+                  verbose=0)
+    params.update(kw)
+    return ToDMLPClassifier(**params)
+
+
+@pytest.fixture(scope="session")
+def noisy_blobs():
+    """Factory of small noisy blob data sets (see :func:`_noisy_blobs`)."""
+    return _noisy_blobs
+
+
+@pytest.fixture(scope="session")
+def small_mlp():
+    """Factory of tiny MLP estimators (see :func:`_small_mlp`)."""
+    return _small_mlp
+
+
 def _naive_influence(clf, X_t, y_t):
     """I(z_t, z_i) from the whole network's plain forward pass, once per (target, row) pair.
 

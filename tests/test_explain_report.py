@@ -6,35 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from tod_cleanse import ToDMLPClassifier
 from tod_cleanse.explain import EXPLAIN_COLUMNS, explain
 
 torch.set_num_threads(1)
 
-def _data(n=240, n_features=6, n_classes=3, noise=0.1, seed=0):
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(scale=3.0, size=(n_classes, n_features))
-    y = rng.integers(n_classes, size=n)
-    X = (centers[y] + rng.normal(size=(n, n_features))).astype(np.float32)
-    y_noisy = y.copy()
-    flip = rng.choice(n, size=int(noise * n), replace=False)
-    y_noisy[flip] = (y[flip] + 1) % n_classes
-    return X, y, y_noisy
-
-
-def _est(**kw):
-    params = dict(hidden_layer_sizes=(16,), max_epochs=8, batch_size=32, random_state=0,
-                  verbose=0)
-    params.update(kw)
-    return ToDMLPClassifier(**params)
-
-
 @pytest.fixture(scope="module")
-def fitted():
-    X, y, y_noisy = _data()
+def fitted(noisy_blobs, small_mlp):
+    X, y, y_noisy = noisy_blobs()
     keys = np.array([f"row-{i}" for i in range(len(y))])
     # a small score_batch_size forces several influence blocks per call
-    est = _est(score_batch_size=300).fit(X[:200], y_noisy[:200], instance_keys=keys[:200])
+    est = small_mlp(score_batch_size=300).fit(X[:200], y_noisy[:200], instance_keys=keys[:200])
     return est, X, y, y_noisy, keys
 
 
@@ -115,7 +96,7 @@ def test_explain_label_filter(fitted):
     assert set(fixed.train_label) <= {0, 2} and len(fixed) > 0
 
 
-def test_explain_bad_input(fitted):
+def test_explain_bad_input(small_mlp, fitted):
     est, X, y, _, _ = fitted
     with pytest.raises(ValueError, match="label_filter='true' needs y_t"):
         est.explain(X[:2], None, label_filter="true")
@@ -126,4 +107,4 @@ def test_explain_bad_input(fitted):
     with pytest.raises(ValueError, match="y_t"):
         est.explain(X[:2], [0, 9])
     with pytest.raises(ValueError, match="turn_over=False"):
-        explain(_est(turn_over=False).fit(X[:60], y[:60]), X[:2])
+        explain(small_mlp(turn_over=False).fit(X[:60], y[:60]), X[:2])

@@ -12,30 +12,12 @@ import pandas as pd
 import pytest
 import torch
 
-from tod_cleanse import ToDCleanser, ToDMLPClassifier, write_report
+from tod_cleanse import ToDCleanser, write_report
 from tod_cleanse.cli import main
 
 torch.set_num_threads(1)
 
 VOID = {"meta", "img", "br", "hr", "link", "input"}
-
-
-def _data(n=240, n_features=6, n_classes=3, noise=0.1, seed=0):
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(scale=3.0, size=(n_classes, n_features))
-    y = rng.integers(n_classes, size=n)
-    X = (centers[y] + rng.normal(size=(n, n_features))).astype(np.float32)
-    y_noisy = y.copy()
-    flip = rng.choice(n, size=int(noise * n), replace=False)
-    y_noisy[flip] = (y[flip] + 1) % n_classes
-    return X, y, y_noisy
-
-
-def _est(**kw):
-    params = dict(hidden_layer_sizes=(16,), max_epochs=8, batch_size=32, random_state=0,
-                  verbose=0)
-    params.update(kw)
-    return ToDMLPClassifier(**params)
 
 
 # ------------------------------------------------------------------ report
@@ -81,12 +63,12 @@ def _dropped_keys(text: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def tabular(tmp_path_factory):
+def tabular(noisy_blobs, small_mlp, tmp_path_factory):
     """One report on a DataFrame (escaped feature names), reused by several tests."""
-    X, y, y_noisy = _data(n=260)
+    X, y, y_noisy = noisy_blobs(n=260)
     df = pd.DataFrame(X, columns=[f"f<{j}>" for j in range(X.shape[1])])
     out = tmp_path_factory.mktemp("tab") / "sub" / "report.html"
-    rep = write_report(_est(), df.iloc[:200], y_noisy[:200], out, X_test=df.iloc[200:],
+    rep = write_report(small_mlp(), df.iloc[:200], y_noisy[:200], out, X_test=df.iloc[200:],
                        y_test=y[200:], drop_fraction=0.1, max_test=5, k=3)
     return rep, df, y, y_noisy
 
@@ -136,7 +118,7 @@ def test_report_text_is_escaped(tabular, tmp_path):
     assert len(_dropped_keys(text)) == cl.n_dropped_
 
 
-def test_report_image_thumbnails(tmp_path):
+def test_report_image_thumbnails(small_mlp, tmp_path):
     rng = np.random.default_rng(1)
     n = 160
     y = rng.integers(2, size=n)
@@ -146,7 +128,7 @@ def test_report_image_thumbnails(tmp_path):
     y_noisy[:8] = 1 - y_noisy[:8]
     X = images.reshape(n, -1)
     out = tmp_path / "img.html"
-    rep = write_report(_est(), X[:120], y_noisy[:120], out, X_test=X[120:], y_test=y[120:],
+    rep = write_report(small_mlp(), X[:120], y_noisy[:120], out, X_test=X[120:], y_test=y[120:],
                        image_shape=(6, 5), drop_fraction=0.05)
     text = out.read_text(encoding="utf-8")
     _check_html(text)
@@ -183,8 +165,8 @@ def test_report_bad_input(tabular, tmp_path):
     assert not (tmp_path / "r.html").exists()
 
 
-def test_cli_report_from_csv(tmp_path, capsys):
-    X, y, y_noisy = _data(n=200)
+def test_cli_report_from_csv(noisy_blobs, tmp_path, capsys):
+    X, y, y_noisy = noisy_blobs(n=200)
     df = pd.DataFrame(X, columns=[f"x{j}" for j in range(X.shape[1])])
     df["label"] = y_noisy
     df["id"] = [f"id{i}" for i in range(len(df))]
@@ -202,9 +184,9 @@ def test_cli_report_from_csv(tmp_path, capsys):
     assert f"report: {out}" in capsys.readouterr().out
 
 
-def test_cli_report_from_parquet_list_column(tmp_path, capsys):
+def test_cli_report_from_parquet_list_column(noisy_blobs, tmp_path, capsys):
     """A list column (like clean --export-demo's pixels) feeds the MLP and the thumbnails."""
-    X, y, _ = _data(n=120, n_features=4)
+    X, y, _ = noisy_blobs(n=120, n_features=4)
     df = pd.DataFrame({"pixels": list(X), "label": y, "id": np.arange(len(y)) * 7})
     src = tmp_path / "data.parquet"
     df.to_parquet(src)
@@ -221,7 +203,7 @@ def test_cli_report_from_parquet_list_column(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("order", ["reversed", "rolled"])
-def test_report_refuses_rows_of_another_order(tabular, tmp_path, order):
+def test_report_refuses_rows_of_another_order(small_mlp, tabular, tmp_path, order):
     """A fitted cleanser shown with its data in another order: never pair rows wrongly."""
     rep, df, _, y_noisy = tabular
     cl, X, y = rep.cleanser, df.iloc[:200], y_noisy[:200]
@@ -231,7 +213,7 @@ def test_report_refuses_rows_of_another_order(tabular, tmp_path, order):
         write_report(cl, X2, step(y), tmp_path / "r.html")
     # the labels alone agree (same class for rows swapped): X is checked by prediction
     same = np.sort(y)
-    fit = ToDCleanser(_est(max_epochs=3), drop_fraction=0.1).fit(X.iloc[np.argsort(y,
+    fit = ToDCleanser(small_mlp(max_epochs=3), drop_fraction=0.1).fit(X.iloc[np.argsort(y,
                                                                                kind="stable")],
                                                                 same)
     with pytest.raises(ValueError, match="^X does not match"):
@@ -244,12 +226,12 @@ def test_report_refuses_rows_of_another_order(tabular, tmp_path, order):
     assert (tmp_path / "ok.html").exists()
 
 
-def test_report_mathtext_labels_are_literal(tmp_path):
+def test_report_mathtext_labels_are_literal(noisy_blobs, small_mlp, tmp_path):
     """Labels are text: ``$\\frac{$`` is drawn literally and escaped in the HTML."""
-    X, y, y_noisy = _data(n=150)
+    X, y, y_noisy = noisy_blobs(n=150)
     names = np.array(["$\\frac{$", "a_b^c", "<b>"], dtype=object)
     out = tmp_path / "math.html"
-    rep = write_report(_est(max_epochs=2), X, names[y_noisy], out, drop_fraction=0.1)
+    rep = write_report(small_mlp(max_epochs=2), X, names[y_noisy], out, drop_fraction=0.1)
     text = out.read_text(encoding="utf-8")
     _check_html(text)
     assert "$\\frac{$" in text and "&lt;b&gt;" in text and "<b>" not in text
