@@ -107,7 +107,8 @@ def main() -> int:
         print(f"\n[{kind} noise] {flipped.sum()} of {flipped.size} labels flipped "
               f"({flipped.mean():.1%})")
         for placement in args.tod_layers.split(","):
-            clf = ToDBertClassifier(model_name_or_path=path, tod_layers=placement, max_length=args.max_length,
+            clf = ToDBertClassifier(model_name_or_path=path, tod_layers=placement,
+                                    max_length=args.max_length,
                                     max_epochs=args.epochs, batch_size=16, lr=1e-4,
                                     random_state=args.seed, verbose=0)
             t0 = time.perf_counter()

@@ -198,7 +198,8 @@ class BenchMixin:
         return self
 
     def _capture(self, module, inputs, output) -> None:
-        self._last_logits = output
+        # (logits, member logits) when the network has out-of-fold members
+        self._last_logits = output[0] if isinstance(output, tuple) else output
 
     def train_step(self, xb, yb, kb):
         if self._hooked is not self.module_:

@@ -55,6 +55,11 @@ class ToDNetwork(nn.Module):
         Mask-independent lower part (may be ``nn.Identity()``).
     head : nn.Module
         Upper part, containing every :class:`~tod_cleanse.layers.TurnOverDropout`.
+    members : nn.Module or None, default=None
+        Fold-structured members (:class:`~tod_cleanse.folds.OutOfFoldMembers`) fed
+        the same input as ``trunk``. In training mode :meth:`forward` then returns
+        ``(logits, member_logits)`` so that one (data-parallel) forward pass trains
+        both; in evaluation mode it returns the ToD network's logits only.
 
     Examples
     --------
@@ -64,13 +69,18 @@ class ToDNetwork(nn.Module):
     torch.Size([4, 2])
     """
 
-    def __init__(self, trunk: nn.Module, head: nn.Module) -> None:
+    def __init__(self, trunk: nn.Module, head: nn.Module,
+                 members: nn.Module | None = None) -> None:
         super().__init__()
         self.trunk = trunk
         self.head = head
+        self.members = members
 
-    def forward(self, x: Any) -> torch.Tensor:
-        return self.head(self.trunk(x))
+    def forward(self, x: Any) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        logits = self.head(self.trunk(x))
+        if self.members is not None and self.training:
+            return logits, self.members(x)
+        return logits
 
 
 def repeat_rows(h: Any, k: int) -> Any:

@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from ..folds import key_fold, member_loss
 from ..layers import tod_context, tod_modules
 from ._distributed import ddp_mean, ddp_world, ddp_wrap
 from ._network import resolve_device
@@ -75,6 +76,9 @@ class TrainingLoopMixin:
                    loss_scale: float | None = None) -> float:
         """One optimisation step on a batch: instance ``i`` updates only ``m_i``.
 
+        With out-of-fold members (:mod:`tod_cleanse.folds`) the loss adds their
+        cross-entropy: instance ``i`` of fold ``k`` trains every member but ``k``.
+
         ``loss_scale`` (data-parallel training): the loss is the batch's *summed*
         cross-entropy times ``loss_scale`` (world size / rows of the global batch), so
         that DDP's average of the ranks' gradients is the gradient of the global
@@ -87,9 +91,15 @@ class TrainingLoopMixin:
         with tod_context(kb, mode), torch.autocast(
             self.device_.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
         ):
-            logits = self.module_(self._augment(xb))
-            loss = (F.cross_entropy(logits.float(), yb) if loss_scale is None else
-                    F.cross_entropy(logits.float(), yb, reduction="sum") * loss_scale)
+            out = self.module_(self._augment(xb))
+            logits, members = out if isinstance(out, tuple) else (out, None)
+            reduction = "mean" if loss_scale is None else "sum"
+            scale = 1.0 if loss_scale is None else loss_scale
+            tod_loss = F.cross_entropy(logits.float(), yb, reduction=reduction) * scale
+            loss = tod_loss
+            if members is not None:  # the out-of-fold members train on the same batch
+                folds = key_fold(kb, members.shape[1], int(self.mask_seed))
+                loss = loss + member_loss(members, yb, folds, reduction) * scale
         self.scaler_.scale(loss).backward()
         if self.grad_clip:
             self.scaler_.unscale_(self.optimizer_)
@@ -97,7 +107,7 @@ class TrainingLoopMixin:
         self.scaler_.step(self.optimizer_)
         self.scaler_.update()
         self.scheduler_.step()
-        return float(loss.detach())
+        return float(tod_loss.detach())  # the ToD network's loss (history_, diagnostics)
 
     def _fit_loop(self, inputs: Any, y_enc: np.ndarray, keys: np.ndarray,
                   rng: np.random.Generator) -> None:

@@ -10,6 +10,7 @@ from sklearn.utils.validation import validate_data
 from torch import nn
 
 from .._constraints import StrOptions, int_interval
+from ..folds import OutOfFoldMembers
 from ..layers import TurnOverDropout
 from ._docs import fill_shared_parameters
 from .base import BaseToDClassifier, ToDNetwork
@@ -42,6 +43,17 @@ class ToDMLPClassifier(BaseToDClassifier):
         Activation after each hidden layer.
     standardize : bool, default=True
         Standardise features with the training mean and standard deviation.
+    oos_folds : int or None, default=None
+        Fold-structured turn-over dropout for the out-of-sample view
+        (:mod:`tod_cleanse.folds`): each instance key is hashed into one of
+        ``oos_folds`` folds, and the network carries one small member MLP per fold
+        that every fold but its own trains, in the same run and on the same batches.
+        ``oos_proba_`` then comes from the member of the row's fold -- a whole
+        network that never saw the row, as in ``oos_folds``-fold cross-validation --
+        instead of the per-instance flipped sub-network. Influence, self-influence
+        and predictions stay those of the per-instance ToD network. ``None``: off.
+    oos_width : int, default=128
+        Hidden units of each out-of-fold member.
     %(shared_parameters)s
 
     Attributes
@@ -77,6 +89,8 @@ class ToDMLPClassifier(BaseToDClassifier):
         "hidden_layer_sizes": ["array-like", int_interval(1, None, closed="left")],
         "activation": [StrOptions(set(_ACTIVATIONS))],
         "standardize": ["boolean"],
+        "oos_folds": [None, int_interval(2, None, closed="left")],
+        "oos_width": [int_interval(1, None, closed="left")],
     }
 
     def __init__(
@@ -85,6 +99,8 @@ class ToDMLPClassifier(BaseToDClassifier):
         hidden_layer_sizes: tuple[int, ...] = (512,),
         activation: str = "relu",
         standardize: bool = True,
+        oos_folds: int | None = None,
+        oos_width: int = 128,
         p: float = 0.8,
         inner_p: float = 0.3,
         mask_seed: int = 0,
@@ -107,6 +123,8 @@ class ToDMLPClassifier(BaseToDClassifier):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.standardize = standardize
+        self.oos_folds = oos_folds
+        self.oos_width = oos_width
         self.p = p
         self.inner_p = inner_p
         self.mask_seed = mask_seed
@@ -176,4 +194,8 @@ class ToDMLPClassifier(BaseToDClassifier):
         # No bias in the output layer: a bias is shared by every sub-network and
         # would break the exact separation of seen and flipped parameters.
         layers.append(nn.Linear(sizes[-1], n_classes, bias=False))
-        return ToDNetwork(trunk, nn.Sequential(*layers))
+        members = None
+        if self.turn_over and self.oos_folds:
+            members = OutOfFoldMembers(self.n_features_in_, int(self.oos_folds),
+                                       int(self.oos_width), n_classes)
+        return ToDNetwork(trunk, nn.Sequential(*layers), members)

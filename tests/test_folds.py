@@ -1,0 +1,112 @@
+"""Fold-structured turn-over dropout: out-of-fold members packed in the ToD network."""
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from tod_cleanse import ToDMLPClassifier
+from tod_cleanse.estimators import persistence
+from tod_cleanse.folds import OutOfFoldMembers, key_fold, member_loss, out_of_fold_logits
+
+
+def test_key_fold_is_a_balanced_pure_function_of_key_and_seed():
+    keys = torch.arange(20_000)
+    f = key_fold(keys, 5)
+    counts = torch.bincount(f, minlength=5)
+    assert counts.min() > 3_800 and counts.max() < 4_200
+    assert torch.equal(f, key_fold(keys.flip(0), 5).flip(0))  # no batch-position effect
+    assert (f != key_fold(keys, 5, seed=1)).float().mean() > 0.7
+    with pytest.raises(ValueError, match="n_folds"):
+        key_fold(keys, 1)
+
+
+def test_a_row_never_updates_the_member_of_its_own_fold():
+    torch.manual_seed(0)
+    m = OutOfFoldMembers(in_features=6, n_folds=4, width=5, n_classes=3, p=0.0)
+    x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
+    folds = torch.full((8,), 2)
+    member_loss(m(x), y, folds).backward()
+    own = slice(2 * 5, 3 * 5)
+    assert torch.count_nonzero(m.weight1.grad[:, own]) == 0
+    assert torch.count_nonzero(m.bias1.grad[own]) == 0
+    assert torch.count_nonzero(m.weight2.grad[2]) == 0
+    assert torch.count_nonzero(m.bias2.grad[2]) == 0
+    for other in (0, 1, 3):
+        assert torch.count_nonzero(m.weight2.grad[other]) > 0
+
+
+def test_member_loss_is_the_mean_over_the_other_members():
+    logits = torch.randn(5, 3, 4)
+    y, folds = torch.randint(0, 4, (5,)), torch.tensor([0, 1, 2, 0, 1])
+    expected = np.mean([np.mean([F.cross_entropy(logits[i, k][None], y[i][None]).item()
+                                 for k in range(3) if k != int(folds[i])]) for i in range(5)])
+    assert member_loss(logits, y, folds).item() == pytest.approx(expected, rel=1e-6)
+    assert member_loss(logits, y, folds, "sum").item() == pytest.approx(5 * expected, rel=1e-6)
+    assert torch.equal(out_of_fold_logits(logits, folds)[2], logits[2, 2])
+
+
+def _fit(X, y, **kw):
+    params = dict(hidden_layer_sizes=(16,), oos_folds=3, oos_width=8, max_epochs=4,
+                  batch_size=32, random_state=0, verbose=0)
+    params.update(kw)
+    return ToDMLPClassifier(**params).fit(X, y)
+
+
+def test_the_member_of_a_fold_is_the_same_whatever_that_fold_says(noisy_blobs):
+    """Exact separation: relabelling every row of fold 0 leaves member 0 bit-identical
+    (and changes the other members)."""
+    X, _, y = noisy_blobs(n=150)
+    folds = key_fold(torch.arange(150), 3).numpy()
+    y2 = y.copy()
+    y2[folds == 0] = (y[folds == 0] + 1) % 3
+    a, b = _fit(X, y), _fit(X, y2)
+    ma, mb = a.module_.members, b.module_.members
+    own = slice(0, 8)
+    assert torch.equal(ma.weight1[:, own], mb.weight1[:, own])
+    assert torch.equal(ma.weight2[0], mb.weight2[0]) and torch.equal(ma.bias2[0], mb.bias2[0])
+    assert not torch.equal(ma.weight2[1], mb.weight2[1])
+
+
+def test_oos_proba_comes_from_the_member_of_the_rows_fold(noisy_blobs):
+    X, _, y = noisy_blobs(n=120)
+    est = _fit(X, y)
+    with torch.no_grad():
+        logits = est.module_.members(torch.as_tensor(est._validate_X(X, reset=False)))
+    folds = key_fold(torch.as_tensor(est.train_keys_), 3)
+    expected = torch.softmax(out_of_fold_logits(logits, folds) / est.oos_temperature_, 1)
+    np.testing.assert_allclose(est.oos_proba_, expected.numpy(), atol=1e-5)
+    # Influence, self-influence and predictions stay the per-instance ToD network's.
+    assert est.score_influence(X[:3], y[:3]).shape == (3, 120)
+
+
+def test_history_and_diagnostics_read_the_tod_networks_loss_alone(noisy_blobs):
+    from tod_cleanse.layers import tod_context
+
+    X, _, y = noisy_blobs(n=60)
+    est = _fit(X, y, inner_p=0.0)
+    xb = torch.as_tensor(est._validate_X(X[:16], reset=False))
+    yb, kb = torch.as_tensor(est.y_train_[:16]), torch.as_tensor(est.train_keys_[:16])
+    est.module_.train()
+    with torch.no_grad(), tod_context(kb, "seen"):
+        expected = F.cross_entropy(est.module_.head(est.module_.trunk(xb)), yb).item()
+    assert est.train_step(xb, yb, kb) == pytest.approx(expected, rel=1e-6)
+
+
+def test_members_are_off_without_turn_over_and_by_default(noisy_blobs):
+    X, _, y = noisy_blobs(n=90)
+    assert _fit(X, y, turn_over=False).module_.members is None
+    assert _fit(X, y, oos_folds=None).module_.members is None
+    with pytest.raises(ValueError, match="oos_folds"):
+        _fit(X, y, oos_folds=1)
+
+
+def test_members_survive_save_and_load(noisy_blobs, tmp_path):
+    X, _, y = noisy_blobs(n=90)
+    est = _fit(X, y)
+    path = tmp_path / "m.pt"
+    persistence.save(est, path)
+    back = persistence.load(path)
+    for name, value in est.module_.members.state_dict().items():
+        assert torch.equal(value, back.module_.members.state_dict()[name])
+    np.testing.assert_array_equal(back.oos_proba_, est.oos_proba_)

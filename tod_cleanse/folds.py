@@ -1,0 +1,152 @@
+"""Fold-structured turn-over dropout: K-fold cross-validation packed in one network.
+
+Every instance key is hashed into one of ``K`` folds. The network carries ``K``
+small *members* side by side (one per fold, each an independent one-hidden-layer
+MLP: no weight is shared between members). Instance ``z_i`` of fold ``k`` trains
+every member except member ``k``: its fixed dropout mask, at the level of members,
+is "all members but its own fold's". Member ``k`` is therefore a whole network,
+trained by the other ``K - 1`` folds, that never saw ``z_i`` -- exactly the model
+that ``K``-fold cross-validation would have trained for that fold, obtained in the
+same training run, on the same batches, as the per-instance ToD network.
+
+That coherent out-of-fold network is what the per-instance flipped sub-network is
+not: the flipped combination of per-unit masks never appears in training, and each
+of its units learnt from a fixed ``1 - p`` share of the rows. The members give the
+out-of-sample view (``oos_proba_``, cleanlab's ``pred_probs``); the per-instance
+masks keep giving influence, self-influence and the full network (issue 11,
+``examples/benchmarks/results/oos/``).
+
+The members hold raw parameters (no ``nn.Linear``), so per-layer gradient readers of
+the ToD network (:func:`tod_cleanse.influence.gradient_factors`) never see them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .masks import hash32
+
+__all__ = ["OutOfFoldMembers", "key_fold", "member_loss", "out_of_fold_logits"]
+
+_FOLD_SALT = 0x2545F491
+
+
+def key_fold(keys: torch.Tensor, n_folds: int, seed: int = 0) -> torch.Tensor:
+    """The fold (``0 .. n_folds - 1``) of every instance key: a pure function of the key.
+
+    Parameters
+    ----------
+    keys : torch.Tensor of int64, shape (B,)
+        Instance keys (the estimator's ``train_keys_``).
+    n_folds : int
+        Number of folds, at least 2.
+    seed : int, default=0
+        Global seed (the estimator's ``mask_seed``).
+
+    Returns
+    -------
+    torch.Tensor of int64, shape (B,)
+
+    Examples
+    --------
+    >>> import torch
+    >>> f = key_fold(torch.arange(10_000), 5)
+    >>> sorted(torch.bincount(f).tolist())[0] > 1_900
+    True
+    >>> bool(torch.equal(f, key_fold(torch.arange(10_000), 5)))
+    True
+    """
+    if int(n_folds) < 2:
+        raise ValueError(f"n_folds must be at least 2, got {n_folds!r}.")
+    keys = keys.to(torch.int64)
+    mask32 = 0xFFFFFFFF
+    lo, hi = keys & mask32, (keys >> 32) & mask32
+    salt = torch.full_like(keys, (int(seed) * 0x9E3779B9 + _FOLD_SALT) & mask32)
+    return hash32(lo ^ hash32(hi ^ hash32(salt))) % int(n_folds)
+
+
+class OutOfFoldMembers(nn.Module):
+    """``K`` independent one-hidden-layer MLPs evaluated in one batched pass.
+
+    Parameters
+    ----------
+    in_features : int
+        Width of the input (the same input the ToD network sees).
+    n_folds : int
+        Number of members ``K`` (one per fold).
+    width : int
+        Hidden units of each member.
+    n_classes : int
+        Number of classes.
+    p : float, default=0.5
+        Ordinary dropout on each member's hidden units (training only).
+
+    Examples
+    --------
+    >>> import torch
+    >>> m = OutOfFoldMembers(in_features=4, n_folds=5, width=8, n_classes=3)
+    >>> m(torch.zeros(2, 4)).shape
+    torch.Size([2, 5, 3])
+    """
+
+    def __init__(self, in_features: int, n_folds: int, width: int, n_classes: int,
+                 p: float = 0.5) -> None:
+        super().__init__()
+        self.n_folds, self.width, self.p = int(n_folds), int(width), float(p)
+        k, h = self.n_folds, self.width
+        # nn.Linear's default initialisation, member by member.
+        b1, b2 = 1.0 / math.sqrt(in_features), 1.0 / math.sqrt(h)
+        self.weight1 = nn.Parameter(torch.empty(in_features, k * h).uniform_(-b1, b1))
+        self.bias1 = nn.Parameter(torch.empty(k * h).uniform_(-b1, b1))
+        self.weight2 = nn.Parameter(torch.empty(k, h, n_classes).uniform_(-b2, b2))
+        self.bias2 = nn.Parameter(torch.empty(k, n_classes).uniform_(-b2, b2))
+
+    def extra_repr(self) -> str:
+        return f"n_folds={self.n_folds}, width={self.width}, p={self.p}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Member logits, shape ``(B, K, n_classes)``."""
+        x = x.reshape(x.shape[0], -1)
+        h = F.relu(torch.addmm(self.bias1, x, self.weight1))
+        h = F.dropout(h.view(x.shape[0], self.n_folds, self.width), self.p, self.training)
+        return torch.einsum("bkh,khc->bkc", h, self.weight2) + self.bias2
+
+
+def member_loss(logits: torch.Tensor, y: torch.Tensor, folds: torch.Tensor,
+                reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy of every row in every member but its own fold's.
+
+    Each row's loss is the mean over its ``K - 1`` members; ``reduction`` then
+    averages or sums over rows (``"sum"``: data-parallel training).
+
+    Examples
+    --------
+    >>> import torch
+    >>> logits = torch.zeros(2, 3, 4)
+    >>> logits[0, 0, 1] = 100.0  # member 0 is row 0's own fold: never trained by it
+    >>> round(member_loss(logits, torch.tensor([0, 0]), torch.tensor([0, 1])).item(), 4)
+    1.3863
+    """
+    n, k, _ = logits.shape
+    ce = F.cross_entropy(logits.float().permute(0, 2, 1), y[:, None].expand(n, k),
+                         reduction="none")
+    trains = folds[:, None] != torch.arange(k, device=logits.device)[None, :]
+    per_row = (ce * trains).sum(1) / (k - 1)
+    return per_row.sum() if reduction == "sum" else per_row.mean()
+
+
+def out_of_fold_logits(logits: torch.Tensor, folds: torch.Tensor) -> torch.Tensor:
+    """Each row's logits from the member of its own fold (the one that never saw it).
+
+    Examples
+    --------
+    >>> import torch
+    >>> logits = torch.arange(12.0).view(2, 3, 2)
+    >>> out_of_fold_logits(logits, torch.tensor([2, 0])).tolist()
+    [[4.0, 5.0], [6.0, 7.0]]
+    """
+    return logits[torch.arange(logits.shape[0], device=logits.device), folds]
