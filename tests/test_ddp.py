@@ -22,7 +22,7 @@ from tod_cleanse import ToDMLPClassifier
 # the same training in distribution only, not parameter for parameter.
 ATOL, RTOL = 1e-6, 1e-5
 PARAMS = dict(hidden_layer_sizes=(16,), max_epochs=1, batch_size=33, random_state=3,
-              inner_p=0.0, verbose=0)
+              inner_p=0.0, oos_folds=None, verbose=0)
 
 WORKER = textwrap.dedent("""
     import sys
@@ -31,17 +31,21 @@ WORKER = textwrap.dedent("""
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
     rows = []  # rows this rank trained on: its shards of the global batches
+    start = {}  # the parameters before the first step
     step = ToDMLPClassifier.train_step
     def counting_step(self, xb, yb, kb, *args):
+        if not rows:
+            net = getattr(self.module_, "module", self.module_)
+            start.update({k: v.detach().clone() for k, v in net.state_dict().items()})
         rows.append(int(yb.shape[0]))
         return step(self, xb, yb, kb, *args)
     ToDMLPClassifier.train_step = counting_step
     data = np.load(sys.argv[1], allow_pickle=True)
     est = ToDMLPClassifier(**data["params"].item()).fit(
         data["X"], data["y"], instance_keys=data["keys"])
-    if dist.get_rank() == 0:
-        torch.save({"state": est.module_.state_dict(), "history": est.history_, "rows": rows,
-                    "self_influence": est.self_influence_}, sys.argv[2])
+    torch.save({"state": est.module_.state_dict(), "start": start, "history": est.history_,
+                "rows": rows, "self_influence": est.self_influence_},
+               f"{sys.argv[2]}.{dist.get_rank()}")
     dist.destroy_process_group()
 """)
 
@@ -60,20 +64,23 @@ def digits():
     return X, y[:200], keys
 
 
-@pytest.fixture(scope="module")
-def ddp_run(tmp_path_factory, digits) -> dict:
-    """Fit on two gloo processes (torchrun); rank 0's parameters, history, scores."""
-    X, y, keys = digits
-    tmp_path = tmp_path_factory.mktemp("ddp")
-    data, out, script = tmp_path / "data.npz", tmp_path / "rank0.pt", tmp_path / "worker.py"
-    np.savez(data, X=X, y=y, keys=keys, params=np.array(PARAMS, dtype=object))
+def _run_ddp(tmp_path, X, y, keys, params) -> list[dict]:
+    """Fit on two gloo processes (torchrun); each rank's parameters, history, scores."""
+    data, out, script = tmp_path / "data.npz", tmp_path / "rank", tmp_path / "worker.py"
+    np.savez(data, X=X, y=y, keys=keys, params=np.array(params, dtype=object))
     script.write_text(WORKER)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2",
            f"--master-port={_free_port()}", str(script), str(data), str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return torch.load(out, weights_only=False)
+    return [torch.load(f"{out}.{r}", weights_only=False) for r in (0, 1)]
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory, digits) -> dict:
+    """Rank 0 of a two-process fit with :data:`PARAMS`."""
+    return _run_ddp(tmp_path_factory.mktemp("ddp"), *digits, PARAMS)[0]
 
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*the fit looks unreliable")
@@ -106,3 +113,18 @@ def test_ddp_shards_differ_from_one_process_with_other_keys(digits, ddp_run):
     diff = max(float((ddp_run["state"][k] - v).abs().max())
                for k, v in other.module_.state_dict().items())
     assert diff > 1e-3
+
+
+def test_ddp_trains_the_out_of_fold_members_in_step_on_every_rank(digits, tmp_path):
+    """The members (oos_folds) run inside the wrapped forward pass, so DDP averages their
+    gradients: both ranks end with the same member weights, moved from their start."""
+    X, y, keys = digits
+    params = dict(PARAMS, oos_folds=3, oos_width=8)
+    ranks = _run_ddp(tmp_path, X, y, keys, params)
+    members = [{k: v for k, v in r["state"].items() if k.startswith("members.")} for r in ranks]
+    assert set(members[0]) == {"members.weight1", "members.bias1", "members.weight2",
+                               "members.bias2"}
+    for name, value in members[0].items():
+        torch.testing.assert_close(members[1][name], value, atol=1e-6, rtol=1e-5)
+    for name, value in members[0].items():
+        assert float((value - ranks[0]["start"][name]).abs().max()) > 1e-4, name
