@@ -1,6 +1,8 @@
-"""The ``estimate="gradient"`` influence: sub-network gradient dot products."""
+"""The ``estimate="gradient"`` influence: first-layer sub-network gradient cosines."""
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import pytest
@@ -23,31 +25,84 @@ def fitted():
     return est, X, y
 
 
-def _flat_grad(est, x, label, keys, mode):
-    module = est.module_.eval()
+@pytest.fixture(scope="module")
+def fitted_wide():
+    """Wide enough that every row's seen sub-network has live units (non-zero gradients)."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(60, 5)).astype(np.float32)
+    y = (X[:, 0] + 0.3 * rng.normal(size=60) > 0).astype(int)
+    est = ToDMLPClassifier(hidden_layer_sizes=(32,), p=0.5, max_epochs=30, batch_size=16,
+                           lr=0.02, random_state=0, verbose=0, device="cpu").fit(X, y)
+    return est, X, y
+
+
+def _first_layer_grad(est, x, label, keys, mode):
+    """Brute force: float64 autograd of the row's loss w.r.t. the first layer's weight
+    and bias (``trunk[0]``, the first ``nn.Linear`` of the MLP)."""
+    module = copy.deepcopy(est.module_).double().eval()
     params = {k: v.detach() for k, v in module.named_parameters()}
 
     def loss(p):
         with tod_context(keys, mode):
-            out = functional_call(module, p, (x,))
+            out = functional_call(module, p, (x.double(),))
         return F.cross_entropy(out, label)
 
     g = grad(loss)(params)
-    return torch.cat([v.reshape(-1) for v in g.values()])
+    return torch.cat([g["trunk.0.weight"].reshape(-1), g["trunk.0.bias"]])
 
 
-def test_gradient_estimate_is_the_sub_network_gradient_dot_product(fitted):
-    est, X, y = fitted
-    X_t, y_t = X[:3], y[:3]
-    got = est.score_influence(X_t, y_t, estimate="gradient", train_set=(X, y))
-    assert got.shape == (3, 60)
+def _cos(u, v):
+    """Cosine; 0 where a gradient is exactly zero (a row whose seen units are all off)."""
+    n = float(u.norm() * v.norm())
+    return float(u @ v) / n if n > 0 else 0.0
+
+
+def _check_against_brute_force(est, X, y, rows=(0, 7, 59), rel=1e-4):
+    got = est.score_influence(X[:3], y[:3], estimate="gradient", train_set=(X, y))
+    assert got.shape == (3, len(y))
     xs = torch.as_tensor(est._validate_X(X, reset=False))
     keys = torch.as_tensor(est.train_keys_)
+    nonzero = 0
     for a in range(3):
-        gt = _flat_grad(est, xs[a:a + 1], torch.tensor([y_t[a]]), None, "full")
-        for i in (0, 7, 59):
-            gi = _flat_grad(est, xs[i:i + 1], torch.tensor([y[i]]), keys[i:i + 1], "seen")
-            assert got[a, i] == pytest.approx(float(gt @ gi), rel=1e-4, abs=1e-6)
+        gt = _first_layer_grad(est, xs[a:a + 1], torch.tensor([y[a]]), None, "full")
+        for i in rows:
+            gi = _first_layer_grad(est, xs[i:i + 1], torch.tensor([y[i]]), keys[i:i + 1],
+                                   "seen")
+            want = _cos(gt, gi)
+            nonzero += abs(want) > 1e-3
+            assert got[a, i] == pytest.approx(want, rel=rel, abs=1e-6)
+    assert nonzero >= 3 * len(rows) - 3  # the check is not vacuous
+    return got
+
+
+def test_gradient_estimate_is_the_first_layer_sub_network_gradient_cosine(fitted_wide):
+    """Target gradient (full network) against row i's (its seen sub-network), cosine of
+    the first layer's weight and bias gradients, checked by float64 autograd."""
+    est, X, y = fitted_wide
+    got = _check_against_brute_force(est, X, y)
+    assert np.all(np.abs(got) <= 1 + 1e-6)
+
+
+def test_gradient_estimate_keeps_the_direction_of_confidently_fitted_rows(fitted_wide):
+    """Margins above ~18 nats: float32 cross-entropy rounds ``p_y - 1`` to 0 (the
+    largest entry of the output error), which turns the gradient's direction; the
+    exact float64 error keeps it."""
+    est, X, y = fitted_wide
+    est = copy.deepcopy(est)
+    xs = torch.as_tensor(est._validate_X(X, reset=False))
+
+    def margins():
+        logits = est.module_.eval()(xs).detach()
+        return logits, logits.max(1).values - logits.min(1).values
+
+    with torch.no_grad():  # largest margin 25 nats: p_y rounds to 1 in float32, not float64
+        est.module_.head[-1].weight.mul_(25.0 / float(margins()[1].max()))
+    logits, margin = margins()
+    saturated = int(torch.argmax(margin))
+    assert 18 < margin[saturated] < 30
+    err32 = torch.softmax(logits, 1) - F.one_hot(torch.as_tensor(y), 2)
+    assert float(err32[saturated].abs().max()) < 1e-6
+    _check_against_brute_force(est, X, y, rows=(saturated, 0, 7), rel=1e-3)
 
 
 def test_gradient_estimate_reduce_sum_and_mean(fitted):

@@ -364,6 +364,142 @@ def subnet_trak_last(ctx: Context, ridge: float = 1e-2) -> np.ndarray:
     return (phi_t @ torch.linalg.solve(kern, phi_i.T)).numpy()
 
 
+# ---------------------------------------------- gradient variants (issue 12, step 2)
+def exact_error(logits: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    """``softmax - onehot`` in float64 with the label's entry written as ``-sum of the
+    others``: exact for confidently fitted rows, whose float32 cross-entropy gradient
+    rounds ``1 - p_y`` to 0 (a third of the Fashion-MNIST rows of the 512p8 cell)."""
+    p = torch.softmax(logits.double(), 1)
+    rest = p.scatter(1, ys[:, None], 0.0).sum(1, keepdim=True)
+    return p.scatter(1, ys[:, None], -rest)
+
+
+def _f32_error(logits: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    """``softmax - onehot`` in float32: what autograd of a float32 cross-entropy gives."""
+    return (torch.softmax(logits.float(), 1) - F.one_hot(ys, logits.shape[1])).double()
+
+
+def error_factors(m: Any, X: np.ndarray, y: np.ndarray, mode: str = "full",
+                  keys: Any = None, exact: bool = False, error_mode: str | None = None
+                  ) -> list[tuple[torch.Tensor, torch.Tensor, bool]]:
+    """``(a, delta, has_bias)`` (float64) of every ``nn.Linear`` in forward order, the
+    row's loss gradient backpropagated through the ``mode`` network. ``error_mode``
+    takes the output error ``softmax - onehot`` from another network (e.g. the seen
+    sub-network's error backpropagated through the full network); ``exact`` computes
+    it with :func:`exact_error`. Each row's error is backpropagated at unit norm and
+    rescaled in float64, so tiny gradients keep their direction."""
+    from tod_cleanse.layers import tod_context
+
+    module = m.module_.eval()
+    xs = torch.as_tensor(m._validate_X(X, reset=False))
+    ys = torch.as_tensor(m.encode_labels(y))
+    kk = None if keys is None else torch.as_tensor(keys)
+    store: dict = {}
+
+    def hook(mod: nn.Module, inp: Any, out: torch.Tensor) -> None:
+        store[id(mod)] = (mod, inp[0].detach(), out)
+
+    lins = [mod for mod in module.modules() if isinstance(mod, nn.Linear)]
+    handles = [lin.register_forward_hook(hook) for lin in lins]
+    try:
+        with torch.enable_grad(), tod_context(kk, mode):
+            logits = module(xs)
+    finally:
+        for h in handles:
+            h.remove()
+    if error_mode is not None and error_mode != mode:
+        with torch.no_grad(), tod_context(kk, error_mode):
+            err_logits = module(xs)
+    else:
+        err_logits = logits.detach()
+    err = (exact_error if exact else _f32_error)(err_logits, ys)
+    scale = err.norm(dim=1, keepdim=True)
+    unit = (err / scale.clamp_min(1e-300)).float()
+    used = list(store.values())
+    deltas = torch.autograd.grad(logits, [o for _, _, o in used], grad_outputs=unit)
+    return [(a.double(), d.double() * scale, mod.bias is not None)
+            for (mod, a, _), d in zip(used, deltas, strict=True)]
+
+
+def _layer_norm(f: tuple[torch.Tensor, torch.Tensor, bool]) -> torch.Tensor:
+    a, d, bias = f
+    return (d.norm(dim=1) * ((a * a).sum(1) + float(bias)).sqrt()).clamp_min(1e-300)
+
+
+def _layer_dot(ft: tuple, fi: tuple) -> torch.Tensor:
+    (at, dt, bias), (ai, di, _) = ft, fi
+    return (dt @ di.T) * (at @ ai.T + float(bias))
+
+
+def grad_variant(ctx: Context, row: str = "seen", layers: str = "all", norm: str | None = None,
+                 exact: bool = False, error_mode: str | None = None) -> np.ndarray:
+    """Target gradient (full network) against each training row's gradient in its
+    ``row`` network (``"seen"``, ``"full"``, ``"flipped"``), over ``layers``
+    (``"all"``, ``"first"``, ``"last"``), as a dot product (``norm=None``), a cosine of
+    the concatenated gradients (``"all"``) or a sum of per-layer cosines (``"layer"``)
+    -- normalising the target too does not change a per-target ranking."""
+    m = ctx.model
+    ft = error_factors(m, ctx.X_t, ctx.y_t, exact=exact)
+    fi = error_factors(m, ctx.X, ctx.y, row, m.train_keys_, exact, error_mode)
+    pick = {"all": slice(None), "first": slice(0, 1), "last": slice(-1, None)}[layers]
+    ft, fi = ft[pick], fi[pick]
+    dots = [_layer_dot(t, i) for t, i in zip(ft, fi, strict=True)]
+    if norm == "layer":
+        out = sum(dt / (_layer_norm(t)[:, None] * _layer_norm(i)[None, :])
+                  for dt, t, i in zip(dots, ft, fi, strict=True))
+    elif norm == "all":
+        nt = torch.sqrt(sum(_layer_norm(t) ** 2 for t in ft))
+        ni = torch.sqrt(sum(_layer_norm(i) ** 2 for i in fi))
+        out = sum(dots) / (nt[:, None] * ni[None, :])
+    else:
+        out = sum(dots)
+    return out.numpy()
+
+
+def zsum_full_subnet(ctx: Context) -> np.ndarray:
+    """Per target, z-score of full-network Grad-Dot plus z-score of the sub-network one."""
+    def z(s: np.ndarray) -> np.ndarray:
+        return (s - s.mean(1, keepdims=True)) / s.std(1, keepdims=True).clip(1e-300)
+    return z(subnet_graddot(ctx, "all", "full")) + z(subnet_graddot(ctx))
+
+
+def input_cosine_same_label(ctx: Context) -> np.ndarray:
+    """No model: cosine of the (standardised, bias-augmented) inputs, kept for training
+    rows of the target's label and 0 for the others (a nearest-neighbour baseline)."""
+    m = ctx.model
+    xt = torch.as_tensor(m._validate_X(ctx.X_t, reset=False)).double()
+    xi = torch.as_tensor(m._validate_X(ctx.X, reset=False)).double()
+    xt = torch.cat([xt, torch.ones(len(xt), 1, dtype=xt.dtype)], 1)
+    xi = torch.cat([xi, torch.ones(len(xi), 1, dtype=xi.dtype)], 1)
+    cos = (xt / xt.norm(dim=1, keepdim=True)) @ (xi / xi.norm(dim=1, keepdim=True)).T
+    same = torch.as_tensor(ctx.y_t)[:, None] == torch.as_tensor(ctx.y)[None, :]
+    return (cos * same).numpy()
+
+
+def own_tracin(n_ckpt: int, layers: str = "all", norm: str | None = None,
+               exact: bool = False) -> Callable[[Context], np.ndarray]:
+    """TracIn over ``n_ckpt`` checkpoints (as :func:`tracin`) with this module's
+    outer-product factors: full-network gradients, optional first layer / cosine
+    (TracIn-Cos: the sum of each checkpoint's cosine)."""
+    def run(ctx: Context) -> np.ndarray:
+        epochs = int(ctx.estimator.max_epochs)
+        stops = [round(epochs * (j + 1) / n_ckpt) for j in range(n_ckpt)]
+        total = 0.0
+        for e in stops:
+            mm = ctx.model if e == epochs else ctx.fit(0, max_epochs=e)[0]
+            sub = Context(ctx.estimator, mm, ctx.X, ctx.y, ctx.X_t, ctx.y_t, ctx.X_ref,
+                          ctx.y_ref)
+            total = total + grad_variant(sub, "full", layers, norm, exact)
+        return total
+    return run
+
+
+def package_gradient(ctx: Context) -> np.ndarray:
+    """The package's ``score_influence(estimate="gradient")``, whatever it computes now."""
+    return ctx.model.score_influence(ctx.X_t, ctx.y_t, estimate="gradient",
+                                     train_set=(ctx.X, ctx.y))
+
+
 METHODS: dict[str, Callable[[Context], np.ndarray]] = {
     "tod": tod,
     "tod_centred": tod_centred,
@@ -379,6 +515,28 @@ METHODS: dict[str, Callable[[Context], np.ndarray]] = {
     "subnet_dot_head": lambda ctx: subnet_graddot(ctx, "head"),
     "lastlayer_flip": lambda ctx: last_layer_dot(ctx, "flipped"),
     "lastlayer_seen": lambda ctx: last_layer_dot(ctx, "seen"),
+    "subnet_dot_exact": lambda ctx: grad_variant(ctx, exact=True),
+    "mix_seenerr_full": lambda ctx: grad_variant(ctx, "full", error_mode="seen"),
+    "mix_fullerr_seen": lambda ctx: grad_variant(ctx, "seen", error_mode="full"),
+    "zsum_full_subnet": zsum_full_subnet,
+    "subnet_cos": lambda ctx: grad_variant(ctx, norm="all"),
+    "subnet_cos_layers": lambda ctx: grad_variant(ctx, norm="layer"),
+    "graddot_full_cos": lambda ctx: grad_variant(ctx, "full", norm="all"),
+    "graddot_full_cos_layers": lambda ctx: grad_variant(ctx, "full", norm="layer"),
+    "subnet_first": lambda ctx: grad_variant(ctx, layers="first"),
+    "graddot_full_first": lambda ctx: grad_variant(ctx, "full", "first"),
+    "subnet_cos_first": lambda ctx: grad_variant(ctx, layers="first", norm="all"),
+    "subnet_cos_first_exact": lambda ctx: grad_variant(ctx, layers="first", norm="all",
+                                                       exact=True),
+    "flipped_cos_first_exact": lambda ctx: grad_variant(ctx, "flipped", "first", "all",
+                                                        exact=True),
+    "graddot_full_cos_first_exact": lambda ctx: grad_variant(ctx, "full", "first", "all",
+                                                             exact=True),
+    "graddot_full_cos_exact": lambda ctx: grad_variant(ctx, "full", norm="all", exact=True),
+    "tod_gradient": package_gradient,
+    "input_cos_same": input_cosine_same_label,
+    "tracin4_own": own_tracin(4),
+    "tracin4_cos_first": own_tracin(4, "first", "all", exact=True),
     "graddot": tracin(1),
     "tracin4": tracin(4),
     "trak1": trak(1),
@@ -401,6 +559,25 @@ LABELS = {
     "subnet_dot_head": "ToD sub-network Grad-Dot (layers above the first ToD layer)",
     "lastlayer_flip": "last-layer grad-dot, row gradients from the flipped sub-network",
     "lastlayer_seen": "last-layer grad-dot, row gradients from the seen sub-network",
+    "subnet_dot_exact": "ToD sub-network Grad-Dot, exact float64 output error",
+    "mix_seenerr_full": "Grad-Dot, seen sub-network's output error through the full network",
+    "mix_fullerr_seen": "Grad-Dot, full network's output error through the seen sub-network",
+    "zsum_full_subnet": "z(full Grad-Dot) + z(sub-network Grad-Dot)",
+    "subnet_cos": "ToD sub-network Grad-Cos (all layers)",
+    "subnet_cos_layers": "ToD sub-network, sum of per-layer cosines",
+    "graddot_full_cos": "Grad-Cos, full network (all layers)",
+    "graddot_full_cos_layers": "full network, sum of per-layer cosines",
+    "subnet_first": "ToD sub-network Grad-Dot, first layer",
+    "graddot_full_first": "Grad-Dot, full network, first layer",
+    "subnet_cos_first": "ToD sub-network Grad-Cos, first layer (float32 error)",
+    "subnet_cos_first_exact": "ToD sub-network Grad-Cos, first layer, exact error",
+    "flipped_cos_first_exact": "flipped sub-network Grad-Cos, first layer, exact error",
+    "graddot_full_cos_first_exact": "Grad-Cos, full network, first layer, exact error",
+    "graddot_full_cos_exact": "Grad-Cos, full network (all layers), exact error",
+    "tod_gradient": "package: score_influence(estimate='gradient')",
+    "input_cos_same": "input cosine, same label only (no model)",
+    "tracin4_own": "TracIn, 4 ckpts (own factors)",
+    "tracin4_cos_first": "TracIn-Cos, 4 ckpts, first layer, exact error (own)",
     "graddot": "Grad-Dot (dattri TracIn, final ckpt)",
     "tracin4": "TracIn (dattri, 4 ckpts)",
     "trak1": "TRAK-1 (dattri)",

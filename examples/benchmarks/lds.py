@@ -160,7 +160,8 @@ def report() -> None:
         lines += table(res)
         for name, m in res["methods"].items():
             cost = m["score_cpu"] + m["train_cpu"]
-            tod_based = name.startswith(("tod", "subnet", "lastlayer_"))
+            tod_based = name.startswith(("tod", "subnet", "lastlayer_", "mix_", "flipped",
+                                          "zsum"))
             ax.scatter(cost, m["lds"], color="C3" if tod_based else "C0")
             ax.annotate(im.LABELS.get(name, name), (cost, m["lds"]), fontsize=7, xytext=(3, 3),
                         textcoords="offset points")
