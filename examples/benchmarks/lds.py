@@ -43,6 +43,10 @@ from scipy.stats import spearmanr  # noqa: E402
 OUT = gt.HERE / "results" / "influence"
 log = logging.getLogger("lds")
 ANCHORS = "dattri (MNIST + MLP): TRAK-50 0.45, TRAK-10 0.33, TracIn 0.15, TRAK-1 0.11"
+#: Methods labelled in the plot (the others are small unlabelled dots; lds.md has all).
+PLOT_LABELS = {"tod", "tod_gradient", "subnet_dot", "graddot", "tracin4", "trak1", "trak10",
+               "ekfac", "input_cos_same", "graddot_full_cos_first_exact", "tracin4_cos_first",
+               "graddot_full_cos"}
 
 
 def lds(scores: np.ndarray, masks: np.ndarray, losses: np.ndarray) -> np.ndarray:
@@ -162,13 +166,17 @@ def report() -> None:
             cost = m["score_cpu"] + m["train_cpu"]
             tod_based = name.startswith(("tod", "subnet", "lastlayer_", "mix_", "flipped",
                                           "zsum"))
-            ax.scatter(cost, m["lds"], color="C3" if tod_based else "C0")
-            ax.annotate(im.LABELS.get(name, name), (cost, m["lds"]), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points")
+            key = name in PLOT_LABELS
+            ax.scatter(cost, m["lds"], color="C3" if tod_based else "C0",
+                       s=36 if key else 12, alpha=1.0 if key else 0.5)
+            if key:
+                ax.annotate(im.LABELS.get(name, name), (cost, m["lds"]), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel("CPU seconds (scoring + extra training), log scale")
         ax.set_ylabel("LDS")
-        ax.set_title(f"{res['cell']}: LDS against cost (red: uses ToD masks)")
+        ax.set_title(f"{res['cell']}: LDS against cost (red: uses ToD masks; "
+                     "small: other variants, see lds.md)", fontsize=9)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(OUT / "lds_vs_cost.png", dpi=120)

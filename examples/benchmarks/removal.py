@@ -39,13 +39,19 @@ log = logging.getLogger("removal")
 DEFAULT_METHODS = "tod,subnet_dot,tod_linear,graddot_full,tracin4,trak1,random"
 
 
-def retrained_loss(cell: gt.Cell, keep: np.ndarray, target: int, seeds: range) -> float:
+def retrained_losses(cell: gt.Cell, keep: np.ndarray, targets: np.ndarray,
+                     seeds: range) -> np.ndarray:
+    """Loss of every target, averaged over ``seeds``, after retraining on ``keep``."""
     s = cell.split
-    return float(np.mean([
+    return np.mean([
         gt.test_losses(clone(cell.estimator).set_params(random_state=500 + sd)
                        .fit(s.X_train[keep], s.y_train[keep]),
-                       s.X_test[target:target + 1], s.y_test[target:target + 1])[0]
-        for sd in seeds]))
+                       s.X_test[targets], s.y_test[targets])
+        for sd in seeds], axis=0)
+
+
+def retrained_loss(cell: gt.Cell, keep: np.ndarray, target: int, seeds: range) -> float:
+    return float(retrained_losses(cell, keep, np.array([target]), seeds)[0])
 
 
 def run(cell_name: str, names: list[str], n_targets: int, fracs: tuple[float, ...],
@@ -65,7 +71,7 @@ def run(cell_name: str, names: list[str], n_targets: int, fracs: tuple[float, ..
     scores = {name: (rng.random((n_targets, n)) if name == "random"
                      else np.asarray(im.METHODS[name](ctx))) for name in names}
     seeds = range(n_seeds)
-    base = [retrained_loss(cell, np.ones(n, bool), int(t), seeds) for t in targets]
+    base = retrained_losses(cell, np.ones(n, bool), targets, seeds)  # one fit per seed
     res = {"cell": cell_name, "n_train": n, "n_targets": n_targets, "seeds": n_seeds,
            "base_loss": float(np.mean(base)), "rise": {}}
     for frac in fracs:
