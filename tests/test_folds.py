@@ -110,3 +110,24 @@ def test_members_survive_save_and_load(noisy_blobs, tmp_path):
     for name, value in est.module_.members.state_dict().items():
         assert torch.equal(value, back.module_.members.state_dict()[name])
     np.testing.assert_array_equal(back.oos_proba_, est.oos_proba_)
+
+
+def test_wide_inputs_reach_the_members_through_a_saved_label_free_pca_map(tmp_path):
+    from tod_cleanse.folds import MEMBER_INPUT_DIM
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, MEMBER_INPUT_DIM + 16)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    est = _fit(X, y)
+    center, comp = est.oos_projection_
+    assert comp.shape == (MEMBER_INPUT_DIM + 16, MEMBER_INPUT_DIM)
+    assert est.module_.members.weight1.shape[0] == MEMBER_INPUT_DIM
+    # The map reads the inputs only: other labels, the same map.
+    again = _fit(X, 1 - y)
+    np.testing.assert_array_equal(again.oos_projection_[1], comp)
+    path = tmp_path / "wide.pt"
+    persistence.save(est, path)
+    back = persistence.load(path)
+    assert torch.equal(back.module_.members.components, est.module_.members.components)
+    np.testing.assert_array_equal(back.oos_proba_, est.oos_proba_)
+    np.testing.assert_allclose(back.predict_proba(X), est.predict_proba(X), atol=1e-6)

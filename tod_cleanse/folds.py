@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from .masks import hash32
 
-__all__ = ["OutOfFoldMembers", "key_fold", "member_loss", "out_of_fold_logits"]
+__all__ = ["OutOfFoldMembers", "MEMBER_INPUT_DIM", "input_projection", "key_fold", "member_loss",
+           "out_of_fold_logits"]
 
 _FOLD_SALT = 0x2545F491
 
@@ -84,6 +86,10 @@ class OutOfFoldMembers(nn.Module):
         Number of classes.
     p : float, default=0.5
         Ordinary dropout on each member's hidden units (training only).
+    projection : tuple of (center, components) or None, default=None
+        A fixed, label-free linear map of the input, ``(x - center) @ components``
+        (see :func:`input_projection`), applied before the members; stored as
+        buffers, never trained.
 
     Examples
     --------
@@ -94,10 +100,20 @@ class OutOfFoldMembers(nn.Module):
     """
 
     def __init__(self, in_features: int, n_folds: int, width: int, n_classes: int,
-                 p: float = 0.5) -> None:
+                 p: float = 0.5, projection: tuple | None = None) -> None:
         super().__init__()
         self.n_folds, self.width, self.p = int(n_folds), int(width), float(p)
         k, h = self.n_folds, self.width
+        self.center: torch.Tensor | None
+        self.components: torch.Tensor | None
+        if projection is None:
+            self.register_buffer("center", None)
+            self.register_buffer("components", None)
+        else:
+            center, components = (torch.as_tensor(v, dtype=torch.float32) for v in projection)
+            self.register_buffer("center", center.reshape(-1).clone())
+            self.register_buffer("components", components.clone())
+            in_features = int(components.shape[1])
         # nn.Linear's default initialisation, member by member.
         b1, b2 = 1.0 / math.sqrt(in_features), 1.0 / math.sqrt(h)
         self.weight1 = nn.Parameter(torch.empty(in_features, k * h).uniform_(-b1, b1))
@@ -111,9 +127,55 @@ class OutOfFoldMembers(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Member logits, shape ``(B, K, n_classes)``."""
         x = x.reshape(x.shape[0], -1)
+        if self.components is not None:
+            x = (x - self.center) @ self.components
         h = F.relu(torch.addmm(self.bias1, x, self.weight1))
         h = F.dropout(h.view(x.shape[0], self.n_folds, self.width), self.p, self.training)
-        return torch.einsum("bkh,khc->bkc", h, self.weight2) + self.bias2
+        out = torch.baddbmm(self.bias2[:, None, :], h.transpose(0, 1), self.weight2)
+        return out.transpose(0, 1)
+
+
+#: Inputs wider than this reach the members through a fixed PCA map to this many
+#: dimensions (:func:`input_projection`): the members' cost then no longer grows with
+#: the input width, and on Fashion-MNIST (784 pixels) they were as good or better
+#: (``examples/benchmarks/results/oos/``).
+MEMBER_INPUT_DIM = 64
+
+
+def input_projection(X: np.ndarray, dim: int = MEMBER_INPUT_DIM, max_rows: int = 5_000,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
+    """A fixed PCA map ``(center, components)`` of ``X`` to ``dim`` whitened dimensions.
+
+    Label-free: it reads the inputs only (on at most ``max_rows`` sampled rows), like
+    the standardisation before it, never a label. Randomised PCA
+    (:func:`torch.pca_lowrank`, two power iterations) on torch's threads. ``None``
+    when ``X`` has at most ``dim`` columns (the members then read ``X`` itself).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(500, 100)).astype(np.float32)
+    >>> center, comp = input_projection(X, dim=8)
+    >>> Z = (X - center) @ comp
+    >>> Z.shape, bool(np.allclose(Z.std(0), 1.0, atol=0.05))
+    ((500, 8), True)
+    >>> input_projection(X[:, :8], dim=8) is None
+    True
+    """
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[1] <= dim or X.shape[0] < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    rows = X if X.shape[0] <= max_rows else X[rng.choice(X.shape[0], max_rows, replace=False)]
+    rows = torch.as_tensor(rows, dtype=torch.float32)
+    center = rows.mean(0)
+    k = min(dim, rows.shape[0] - 1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        _, sing, v = torch.pca_lowrank(rows - center, q=min(k + 8, *rows.shape), center=False,
+                                       niter=2)
+    scale = (sing[:k] / (rows.shape[0] - 1) ** 0.5).clamp_min(1e-6)
+    return center.numpy(), (v[:, :k] / scale).numpy()
 
 
 def member_loss(logits: torch.Tensor, y: torch.Tensor, folds: torch.Tensor,

@@ -48,10 +48,12 @@ class TrainingLoopMixin:
             {"params": decay, "weight_decay": float(self.weight_decay)},
             {"params": no_decay, "weight_decay": 0.0},
         ]
+        # foreach: one fused update over all tensors (on the CPU too), ~10% of a small
+        # MLP's training time; the same update up to float rounding.
         if self.optimizer == "sgd":
-            return torch.optim.SGD(groups, lr=self.lr, momentum=0.9)
+            return torch.optim.SGD(groups, lr=self.lr, momentum=0.9, foreach=True)
         cls = torch.optim.AdamW if self.optimizer == "adamw" else torch.optim.Adam
-        return cls(groups, lr=self.lr)
+        return cls(groups, lr=self.lr, foreach=True)
 
     def _amp_dtype(self) -> torch.dtype | None:
         amp = self.amp
@@ -98,7 +100,7 @@ class TrainingLoopMixin:
             tod_loss = F.cross_entropy(logits.float(), yb, reduction=reduction) * scale
             loss = tod_loss
             if members is not None:  # the out-of-fold members train on the same batch
-                folds = key_fold(kb, members.shape[1], int(self.mask_seed))
+                folds = self._member_folds(kb, members.shape[1])
                 loss = loss + member_loss(members, yb, folds, reduction) * scale
         self.scaler_.scale(loss).backward()
         if self.grad_clip:
@@ -108,6 +110,16 @@ class TrainingLoopMixin:
         self.scaler_.update()
         self.scheduler_.step()
         return float(tod_loss.detach())  # the ToD network's loss (history_, diagnostics)
+
+    def _member_folds(self, kb: torch.Tensor, n_folds: int) -> torch.Tensor:
+        """The fold of every key of a batch (looked up in the training keys' table that
+        :meth:`_fit_loop` builds once, else hashed)."""
+        table = getattr(self, "_fold_table", None)
+        if table is not None and table[0].device == kb.device:
+            pos = torch.searchsorted(table[0], kb).clamp_(max=table[0].numel() - 1)
+            if bool((table[0][pos] == kb).all()):
+                return table[1][pos]
+        return key_fold(kb, n_folds, int(self.mask_seed))
 
     def _fit_loop(self, inputs: Any, y_enc: np.ndarray, keys: np.ndarray,
                   rng: np.random.Generator) -> None:
@@ -128,6 +140,11 @@ class TrainingLoopMixin:
         tod_layers = tod_modules(self.module_) if self.turn_over else []
         for layer in tod_layers:  # hash each training key's masks once, not once per epoch
             layer.cache_masks(k_t.to(self.device_))
+        members = getattr(self.module_, "members", None)
+        if members is not None:  # and each training key's fold
+            sorted_keys = torch.sort(k_t.to(self.device_)).values
+            self._fold_table = (sorted_keys,
+                                key_fold(sorted_keys, members.n_folds, int(self.mask_seed)))
         ddp, net = ddp_world(), self.module_
         if ddp:  # data-parallel: same global batches, each rank its shard (keys travel along)
             self.module_ = ddp_wrap(net, self.device_)
@@ -160,3 +177,4 @@ class TrainingLoopMixin:
             bar.close()
             for layer in tod_layers:
                 layer.cache_masks(None)
+            self._fold_table = None

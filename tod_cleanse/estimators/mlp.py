@@ -10,7 +10,7 @@ from sklearn.utils.validation import validate_data
 from torch import nn
 
 from .._constraints import StrOptions, int_interval
-from ..folds import OutOfFoldMembers
+from ..folds import OutOfFoldMembers, input_projection
 from ..layers import TurnOverDropout
 from ._docs import fill_shared_parameters
 from .base import BaseToDClassifier, ToDNetwork
@@ -53,7 +53,9 @@ class ToDMLPClassifier(BaseToDClassifier):
         instead of the per-instance flipped sub-network. Influence, self-influence
         and predictions stay those of the per-instance ToD network. ``None``: off.
     oos_width : int, default=128
-        Hidden units of each out-of-fold member.
+        Hidden units of each out-of-fold member. Inputs wider than
+        :data:`~tod_cleanse.folds.MEMBER_INPUT_DIM` reach the members through a
+        fixed, label-free PCA map (fitted attribute ``oos_projection_``).
     %(shared_parameters)s
 
     Attributes
@@ -167,7 +169,11 @@ class ToDMLPClassifier(BaseToDClassifier):
             else:
                 self.mean_ = np.zeros(X.shape[1], dtype=np.float32)
                 self.scale_ = np.ones(X.shape[1], dtype=np.float32)
-        return np.ascontiguousarray((X - self.mean_) / self.scale_, dtype=np.float32)
+        X = np.ascontiguousarray((X - self.mean_) / self.scale_, dtype=np.float32)
+        if reset:  # the out-of-fold members' fixed, label-free input map (wide inputs)
+            self.oos_projection_ = (input_projection(X) if self.turn_over and self.oos_folds
+                                    else None)
+        return X
 
     def _build_module(self, n_classes: int) -> ToDNetwork:
         sizes = tuple(int(h) for h in np.atleast_1d(self.hidden_layer_sizes))
@@ -197,5 +203,6 @@ class ToDMLPClassifier(BaseToDClassifier):
         members = None
         if self.turn_over and self.oos_folds:
             members = OutOfFoldMembers(self.n_features_in_, int(self.oos_folds),
-                                       int(self.oos_width), n_classes)
+                                       int(self.oos_width), n_classes,
+                                       projection=getattr(self, "oos_projection_", None))
         return ToDNetwork(trunk, nn.Sequential(*layers), members)
