@@ -223,12 +223,15 @@ def gradient_factors(net: nn.Module, forward: Callable[[], torch.Tensor],
             "estimate='gradient' needs at least one nn.Linear layer fed a 2-D "
             f"input in the network; {type(net).__name__} has none."
         )
-    err = exact_output_error(logits, y)
+    # float64 work happens on the CPU for devices without float64 (Apple MPS)
+    work = torch.device("cpu") if logits.device.type == "mps" else logits.device
+    err = exact_output_error(logits.to(work), y.to(work))
     scale = err.norm(dim=1, keepdim=True)
-    unit = (err / scale.clamp_min(torch.finfo(torch.float64).tiny)).to(logits.dtype)
+    unit = err / scale.clamp_min(torch.finfo(torch.float64).tiny)
     with torch.enable_grad():
-        deltas = torch.autograd.grad(logits, [out for _, _, out in used], grad_outputs=unit)
-    return [(a.float(), d.detach().double() * scale, m.bias is not None)
+        deltas = torch.autograd.grad(logits, [out for _, _, out in used],
+                                     grad_outputs=unit.to(logits.device, logits.dtype))
+    return [(a.to(work).float(), d.detach().to(work).double() * scale, m.bias is not None)
             for (m, a, _), d in zip(used, deltas, strict=True)]
 
 
