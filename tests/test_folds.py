@@ -131,3 +131,32 @@ def test_wide_inputs_reach_the_members_through_a_saved_label_free_pca_map(tmp_pa
     assert torch.equal(back.module_.members.components, est.module_.members.components)
     np.testing.assert_array_equal(back.oos_proba_, est.oos_proba_)
     np.testing.assert_allclose(back.predict_proba(X), est.predict_proba(X), atol=1e-6)
+
+
+def test_the_members_leave_the_tod_network_bit_identical(noisy_blobs):
+    """Members draw from their own generator: with or without them, the per-instance ToD
+    network trains the same (influence, self-influence, full predictions)."""
+    X, _, y = noisy_blobs(n=120)
+    a, b = _fit(X, y), _fit(X, y, oos_folds=None)
+    tod = {k: v for k, v in a.module_.state_dict().items() if not k.startswith("members.")}
+    assert tod.keys() == b.module_.state_dict().keys()
+    for name, value in tod.items():
+        assert torch.equal(value, b.module_.state_dict()[name]), name
+    np.testing.assert_array_equal(a.self_influence_, b.self_influence_)
+    np.testing.assert_array_equal(a.train_proba_, b.train_proba_)
+    assert not np.array_equal(a.oos_proba_, b.oos_proba_)
+
+
+def test_member_dropout_is_reproducible_and_pickles():
+    import copy
+    import pickle
+
+    m = OutOfFoldMembers(in_features=4, n_folds=3, width=16, n_classes=2, seed=7)
+    x = torch.randn(5, 4)
+    first = m(x)
+    again = OutOfFoldMembers(in_features=4, n_folds=3, width=16, n_classes=2, seed=7)
+    assert torch.equal(first, again(x))  # same init and the same dropout draws
+    assert not torch.equal(m(x), first)  # dropout moves on
+    m.eval()
+    back = pickle.loads(pickle.dumps(m))
+    assert torch.equal(back(x), m(x)) and torch.equal(copy.deepcopy(m)(x), m(x))

@@ -22,6 +22,7 @@ TINY = dict(hidden_layer_sizes=(8,), max_epochs=1, verbose=0, random_state=0)
     [
         ("max_epochs", True), ("max_epochs", 0), ("max_epochs", 2.0), ("batch_size", False),
         ("p", "abc"), ("p", 0.0), ("p", 1.0), ("inner_p", 1.0), ("mask_groups", 1),
+        ("oos_folds", 1), ("oos_folds", True), ("oos_width", 0),
         ("mask_groups", True), ("turn_over", "yes"), ("lr", 0), ("lr", True),
         ("optimizer", "adagrad"), ("weight_decay", -1.0), ("lr_schedule", "cosine"),
         ("warmup_fraction", 1.5), ("grad_clip", 0.0), ("score_batch_size", 0),

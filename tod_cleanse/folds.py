@@ -100,10 +100,15 @@ class OutOfFoldMembers(nn.Module):
     """
 
     def __init__(self, in_features: int, n_folds: int, width: int, n_classes: int,
-                 p: float = 0.5, projection: tuple | None = None) -> None:
+                 p: float = 0.5, projection: tuple | None = None, seed: int = 0) -> None:
         super().__init__()
-        self.n_folds, self.width, self.p = int(n_folds), int(width), float(p)
+        self.n_folds, self.width, self.p, self.seed = int(n_folds), int(width), float(p), int(seed)
         k, h = self.n_folds, self.width
+        # The members draw their initial weights and dropout masks from their own
+        # generator, never from torch's global one: adding them leaves the training of
+        # the ToD network itself bit-identical.
+        self._generator: torch.Generator | None = None
+        gen = torch.Generator().manual_seed(self.seed)
         self.center: torch.Tensor | None
         self.components: torch.Tensor | None
         if projection is None:
@@ -116,10 +121,24 @@ class OutOfFoldMembers(nn.Module):
             in_features = int(components.shape[1])
         # nn.Linear's default initialisation, member by member.
         b1, b2 = 1.0 / math.sqrt(in_features), 1.0 / math.sqrt(h)
-        self.weight1 = nn.Parameter(torch.empty(in_features, k * h).uniform_(-b1, b1))
-        self.bias1 = nn.Parameter(torch.empty(k * h).uniform_(-b1, b1))
-        self.weight2 = nn.Parameter(torch.empty(k, h, n_classes).uniform_(-b2, b2))
-        self.bias2 = nn.Parameter(torch.empty(k, n_classes).uniform_(-b2, b2))
+        def uniform(*shape: int, bound: float) -> nn.Parameter:
+            return nn.Parameter(torch.empty(*shape).uniform_(-bound, bound, generator=gen))
+
+        self.weight1 = uniform(in_features, k * h, bound=b1)
+        self.bias1 = uniform(k * h, bound=b1)
+        self.weight2 = uniform(k, h, n_classes, bound=b2)
+        self.bias2 = uniform(k, n_classes, bound=b2)
+
+    def __getstate__(self) -> dict:  # a torch.Generator does not pickle
+        state = dict(self.__dict__)
+        state["_generator"] = None
+        return state
+
+    def _dropout_generator(self, device: torch.device) -> torch.Generator:
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device)
+            self._generator.manual_seed(self.seed + 1)
+        return self._generator
 
     def extra_repr(self) -> str:
         return f"n_folds={self.n_folds}, width={self.width}, p={self.p}"
@@ -129,8 +148,12 @@ class OutOfFoldMembers(nn.Module):
         x = x.reshape(x.shape[0], -1)
         if self.components is not None:
             x = (x - self.center) @ self.components
-        h = F.relu(torch.addmm(self.bias1, x, self.weight1))
-        h = F.dropout(h.view(x.shape[0], self.n_folds, self.width), self.p, self.training)
+        h = F.relu(torch.addmm(self.bias1, x, self.weight1)).view(x.shape[0], self.n_folds,
+                                                                   self.width)
+        if self.training and self.p > 0:
+            keep = torch.rand(h.shape, generator=self._dropout_generator(h.device),
+                              device=h.device) >= self.p
+            h = h * keep / (1.0 - self.p)
         out = torch.baddbmm(self.bias2[:, None, :], h.transpose(0, 1), self.weight2)
         return out.transpose(0, 1)
 

@@ -136,8 +136,12 @@ DESIGNS: dict[str, tuple[str, dict, str]] = {
                     "replaced)", dict(oos_folds=5, oos_width=32), "temp"),
     "f5w256+T": ("oos_folds=5, oos_width=256, temperature", dict(oos_folds=5, oos_width=256),
                  "temp"),
-    "default": ("the package defaults as they are now (since issue 11: one hidden layer of "
-                "512, p=0.8, inner_p=0.3, temperature)", {}, "temp"),
+    "default-no-members": ("the defaults before the out-of-fold members (one hidden layer "
+                           "of 512, p=0.8, inner_p=0.3, temperature, oos_folds=None)",
+                           dict(oos_folds=None), "temp"),
+    "default": ("the package defaults as they are now (one hidden layer of 512, p=0.8, "
+                "inner_p=0.3, out-of-fold members oos_folds=5, oos_width=128, temperature)",
+                {}, "temp"),
 }
 #: The CV reference: the same MLP without ToD, pre-issue settings (fixed, so that
 #: changing the defaults does not move the yardstick).
