@@ -30,15 +30,18 @@ def _expected(row: np.ndarray, k: int, allowed: np.ndarray | None = None):
     return helpful, harmful
 
 
+@pytest.mark.parametrize("estimate", ["exact", "gradient"])
 @pytest.mark.parametrize("with_y", [True, False])
-def test_explain_ranks_agree_with_score_influence(fitted, with_y):
-    est, X, y, _, keys = fitted
+def test_explain_ranks_agree_with_score_influence(fitted, with_y, estimate):
+    est, X, y, y_noisy, keys = fitted
     X_t, y_t = X[200:212], y[200:212]
     k = 4
-    table = est.explain(X_t, y_t if with_y else None, k=k)
+    how = dict(estimate=estimate,
+               train_set=(X[:200], y_noisy[:200]) if estimate == "gradient" else None)
+    table = est.explain(X_t, y_t if with_y else None, k=k, **how)
     assert tuple(table.columns) == EXPLAIN_COLUMNS
     pred = est.predict(X_t)
-    M = est.score_influence(X_t, y_t if with_y else pred)
+    M = est.score_influence(X_t, y_t if with_y else pred, **how)
     for t in range(len(X_t)):
         helpful, harmful = _expected(M[t], k)
         got_help = table[(table.target == t) & (table.kind == "helpful")]
@@ -64,8 +67,8 @@ def test_explain_reads_blocks_in_chunks(fitted, monkeypatch):
     seen = []
     original = type(est).iter_influence
 
-    def spy(self, X_t, y_t):
-        for rows, block in original(self, X_t, y_t):
+    def spy(self, X_t, y_t, **kw):
+        for rows, block in original(self, X_t, y_t, **kw):
             seen.append(block.shape)
             yield rows, block
 

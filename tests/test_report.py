@@ -102,6 +102,29 @@ def test_report_tabular(tabular):
     assert '<section id="confusion">' in text and 'class="cm"' in text
 
 
+@pytest.mark.parametrize("estimate", ["gradient", "exact"])
+def test_report_explains_with_the_chosen_influence_estimate(tabular, tmp_path, estimate):
+    """By default the rows behind a test example come from the gradient estimate (the
+    report holds the training rows it needs); "exact" is the paper's two-pass one."""
+    rep, df, y, y_noisy = tabular
+    kw = {} if estimate == "gradient" else {"influence_estimate": "exact"}
+    again = write_report(rep.cleanser, df.iloc[:200], y_noisy[:200], tmp_path / "r.html",
+                         X_test=df.iloc[200:], y_test=y[200:], max_test=5, k=3, **kw)
+    est = rep.cleanser.estimator_
+    targets = sorted(set(again.explanations.target))
+    X_w = df.iloc[200:].iloc[targets]
+    M = est.score_influence(X_w, y[200:][targets], estimate=estimate,
+                            train_set=(df.iloc[:200], y_noisy[:200]))
+    for pos, t in enumerate(targets):
+        rows = again.explanations[again.explanations.target == t]
+        np.testing.assert_allclose(rows.influence, M[pos, rows.train_index], atol=1e-9)
+    if estimate == "gradient":
+        pd.testing.assert_frame_equal(again.explanations, rep.explanations)
+    with pytest.raises(ValueError, match="influence_estimate"):
+        write_report(rep.cleanser, df.iloc[:200], y_noisy[:200], tmp_path / "x.html",
+                     influence_estimate="bogus")
+
+
 def test_report_text_is_escaped(tabular, tmp_path):
     rep, df, _, y_noisy = tabular
     cl = rep.cleanser

@@ -92,10 +92,12 @@ def _top_k(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _top_rows(estimator: Any, X_t: Any, y_for_influence: np.ndarray, filt: Any,
-              y_train: np.ndarray, k: int) -> dict[str, np.ndarray]:
+              y_train: np.ndarray, k: int, estimate: str = "exact",
+              train_set: tuple[Any, Any] | None = None) -> dict[str, np.ndarray]:
     """Reduce every block of influences to the top-``k`` helpful and harmful rows."""
     parts: list[dict[str, np.ndarray]] = []
-    for rows, block in estimator.iter_influence(X_t, y_for_influence):
+    for rows, block in estimator.iter_influence(X_t, y_for_influence, estimate=estimate,
+                                                train_set=train_set):
         if filt is None:
             allowed = np.ones((1, y_train.shape[0]), dtype=bool)
         elif isinstance(filt, list):
@@ -119,7 +121,8 @@ def _top_rows(estimator: Any, X_t: Any, y_for_influence: np.ndarray, filt: Any,
 
 
 def explain(estimator: Any, X_t: Any, y_t: Any = None, k: int = 5,
-            label_filter: Any = None) -> pd.DataFrame:
+            label_filter: Any = None, *, estimate: str = "exact",
+            train_set: tuple[Any, Any] | None = None) -> pd.DataFrame:
     """The ``k`` most helpful and ``k`` most harmful training rows of every target.
 
     Influence ``I(z_t, z_i)`` is the very value
@@ -147,6 +150,12 @@ def explain(estimator: Any, X_t: Any, y_t: Any = None, k: int = 5,
         target's true label (``"true"``, needs ``y_t``) or one of the given classes.
         The strings ``"predicted"`` and ``"true"`` take precedence over class
         labels of the same spelling.
+    estimate : {"exact", "gradient"}, default="exact"
+        Which influence estimate ranks the rows (see ``score_influence``).
+        ``"gradient"`` tracks retraining far more closely on the cells measured
+        (``examples/benchmarks/results/influence/``) and needs ``train_set``.
+    train_set : tuple ``(X_train, y_train)``, optional
+        The rows the estimator was fitted on, in the same order (``"gradient"``).
 
     Returns
     -------
@@ -191,7 +200,7 @@ def explain(estimator: Any, X_t: Any, y_t: Any = None, k: int = 5,
     keys = estimator.instance_keys_  # raw keys, as the user gave them
     y_for_influence = classes[true_enc if true_enc is not None else pred_enc]
 
-    cols = _top_rows(estimator, X_t, y_for_influence, filt, y_train, k)
+    cols = _top_rows(estimator, X_t, y_for_influence, filt, y_train, k, estimate, train_set)
     target = cols["target"].astype(np.int64)
     train_index = cols["train_index"].astype(np.int64)
     table = pd.DataFrame({

@@ -48,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="misclassified test examples explained (20)")
     group.add_argument("--max-rows", metavar="N", type=options.non_negative_int, default=1000,
                        help="dropped rows listed (1000)")
+    group.add_argument("--influence-estimate", choices=("gradient", "exact"),
+                       default="gradient",
+                       help="influence estimate behind the explained examples: 'gradient' "
+                            "(default; tracks retraining far better) or the paper's 'exact'")
     options.add_out(parser, default="tod_report.html",
                     help="the HTML file; the PNG plots go to <name>_figures/ beside it "
                          "(default tod_report.html)")
@@ -128,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
     rep = write_report(cleanser, X, y_given, args.out, X_test=X_test, y_test=y_test,
                        instance_keys=keys, image_shape=image_shape, k=args.k,
                        max_test=args.max_test, max_rows=args.max_rows,
+                       influence_estimate=args.influence_estimate,
                        title=f"tod_cleanse report: {source}")
     dropped = cleanser.issues_["is_issue"].to_numpy()
     print(f"data: {source}, {len(y_given)} training rows"

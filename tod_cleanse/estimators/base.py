@@ -426,7 +426,8 @@ class BaseToDClassifier(TrainingLoopMixin, LabelEncodingMixin, PersistenceMixin,
         return total / max(count, 1) if reduce == "mean" else total
 
     def explain(self, X_t: Any, y_t: Any = None, k: int = 5,
-                label_filter: Any = None) -> Any:
+                label_filter: Any = None, *, estimate: str = "exact",
+                train_set: tuple[Any, Any] | None = None) -> Any:
         """The top-``k`` helpful and harmful training rows of every target.
 
         See :func:`tod_cleanse.explain.explain` (this method delegates to it).
@@ -440,6 +441,8 @@ class BaseToDClassifier(TrainingLoopMixin, LabelEncodingMixin, PersistenceMixin,
             predicted labels.
         k : int, default=5
         label_filter : None, "predicted", "true", a class label or a list of them
+        estimate : {"exact", "gradient"}, default="exact"
+        train_set : tuple ``(X_train, y_train)``, optional (needed by ``"gradient"``)
 
         Returns
         -------
@@ -447,7 +450,8 @@ class BaseToDClassifier(TrainingLoopMixin, LabelEncodingMixin, PersistenceMixin,
         """
         from ..explain import explain
 
-        return explain(self, X_t, y_t, k=k, label_filter=label_filter)
+        return explain(self, X_t, y_t, k=k, label_filter=label_filter, estimate=estimate,
+                       train_set=train_set)
 
     # --------------------------------------------------------------- pickle
     def _rebuild_module(self) -> ToDNetwork:

@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from ..cleanser import ToDCleanser
+from ..influence import ESTIMATES
 from ..scores import DEFAULT_METHOD, METHODS
 from .collect import collect, fitted_cleanser
 from .content import Content
@@ -80,6 +81,7 @@ def write_report(
     label_filter: Any = "paper",
     max_rows: int | None = 1000,
     max_test: int = 20,
+    influence_estimate: str = "gradient",
     figures_dir: str | os.PathLike | None = None,
     title: str = "tod_cleanse report",
 ) -> Report:
@@ -141,6 +143,12 @@ def write_report(
         Most dropped rows listed (``None``: all); the count of the rest is stated.
     max_test : int, default=20
         Most misclassified test examples explained (the most confident first).
+    influence_estimate : {"gradient", "exact"}, default="gradient"
+        The influence estimate that picks the training rows behind each test
+        example (``score_influence``'s ``estimate``; the report holds the training
+        rows ``X, y`` that ``"gradient"`` needs). ``"gradient"`` tracks retraining
+        far more closely than the paper's ``"exact"`` on every cell measured
+        (LDS, ``examples/benchmarks/results/influence/``).
     figures_dir : str or path-like, optional
         Where the PNG files go; default ``<path stem>_figures`` beside the HTML.
     title : str, default="tod_cleanse report"
@@ -163,6 +171,9 @@ def write_report(
     (True, 'class_confusion')
     """
     _check_args(k, max_rows, max_test, X, X_test, y_test, method, display, display_test)
+    if influence_estimate not in ESTIMATES:
+        raise ValueError(f"influence_estimate must be one of {ESTIMATES}, "
+                         f"got {influence_estimate!r}.")
     path = Path(path)
     train_content = Content(X if display is None else display, content, image_shape,
                             feature_names)
@@ -171,7 +182,8 @@ def write_report(
                             feature_names or train_content.names or None)
                     if X_test is not None else None)
     cl = fitted_cleanser(estimator, X, y, instance_keys, method, drop_fraction)
-    data = collect(cl, X_test, y_test, k=k, label_filter=label_filter, max_test=max_test)
+    data = collect(cl, X_test, y_test, k=k, label_filter=label_filter, max_test=max_test,
+                   estimate=influence_estimate, train_set=(X, y))
     pngs = render_figures(data.scores, data.dropped, cl.method_, data.labels, data.classes,
                           data.confusion, getattr(data.estimator, "history_", None))
     fig_dir = Path(figures_dir) if figures_dir is not None else path.with_name(

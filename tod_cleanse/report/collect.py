@@ -128,7 +128,8 @@ def fitted_cleanser(estimator: Any, X: Any, y: Any, instance_keys: Any, method: 
 
 
 def _test_cases(est: BaseToDClassifier, X_test: Any, y_test: Any, k: int, label_filter: Any,
-                max_test: int) -> TestCases:
+                max_test: int, estimate: str = "exact",
+                train_set: tuple[Any, Any] | None = None) -> TestCases:
     classes = est.classes_
     proba = est.predict_proba(X_test)
     y_arr = np.asarray(y_test)
@@ -140,22 +141,28 @@ def _test_cases(est: BaseToDClassifier, X_test: Any, y_test: Any, k: int, label_
     if len(wrong):
         X_w, y_w = _safe_indexing(X_test, wrong), _safe_indexing(y_test, wrong)
         if paper:
-            harm = explain(est, X_w, y_w, k=k, label_filter="predicted")
-            helps = explain(est, X_w, y_w, k=k, label_filter="true")
+            how = dict(estimate=estimate, train_set=train_set)
+            harm = explain(est, X_w, y_w, k=k, label_filter="predicted", **how)
+            helps = explain(est, X_w, y_w, k=k, label_filter="true", **how)
             table = pd.concat([harm[harm["kind"] == "harmful"],
                                helps[helps["kind"] == "helpful"]], ignore_index=True)
             table = table.sort_values(["target", "kind", "rank"], kind="stable")
             table = table.reset_index(drop=True)
         else:
-            table = explain(est, X_w, y_w, k=k, label_filter=label_filter)
+            table = explain(est, X_w, y_w, k=k, label_filter=label_filter,
+                            estimate=estimate, train_set=train_set)
         table["target"] = wrong[table["target"].to_numpy()]
     return TestCases(proba=proba, pred=pred, y_test=y_arr, wrong=wrong,
                      n_wrong=len(wrong_all), table=table, paper=paper)
 
 
 def collect(cl: ToDCleanser, X_test: Any = None, y_test: Any = None, *, k: int = 5,
-            label_filter: Any = "paper", max_test: int = 20) -> ReportData:
-    """Gather what the report shows from a fitted cleanser (and optional test data)."""
+            label_filter: Any = "paper", max_test: int = 20, estimate: str = "exact",
+            train_set: tuple[Any, Any] | None = None) -> ReportData:
+    """Gather what the report shows from a fitted cleanser (and optional test data).
+
+    ``estimate`` / ``train_set``: the influence estimate behind the test explanations
+    (see :func:`~tod_cleanse.explain.explain`)."""
     check_is_fitted(cl)
     est = cl.estimator_
     classes = np.asarray(est.classes_)
@@ -180,7 +187,8 @@ def collect(cl: ToDCleanser, X_test: Any = None, y_test: Any = None, *, k: int =
         summary.append(("final training loss", f"{est.history_[-1]['train_loss']:.4f}"))
     cases = None
     if X_test is not None:
-        cases = _test_cases(est, X_test, y_test, k, label_filter, max_test)
+        cases = _test_cases(est, X_test, y_test, k, label_filter, max_test, estimate,
+                            train_set)
         summary.append(("test accuracy", f"{(cases.pred == cases.y_test).mean():.4f} "
                         f"({len(cases.y_test)} rows)"))
         summary.append(("misclassified test examples",
