@@ -59,7 +59,7 @@ LABELS = {
     "tod:eval_influence": "ToD: influence on validation set (paper)",
     "tod:self_influence": "ToD: self-influence",
     "tod:memorisation": "ToD: memorisation",
-    "tod:oos_likelihood": "ToD: flipped sub-network likelihood",
+    "tod:oos_likelihood": "ToD: out-of-sample likelihood (oos_proba_)",
     "tod:confident_learning": "ToD: confident-learning margin",
     "tod:full_likelihood": "ToD: full-network in-sample likelihood",
     "tod:aum_seen": "ToD: AUM of the seen sub-networks",
