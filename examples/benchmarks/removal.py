@@ -37,6 +37,8 @@ from sklearn.base import clone  # noqa: E402
 OUT = gt.HERE / "results" / "influence"
 log = logging.getLogger("removal")
 DEFAULT_METHODS = "tod,subnet_dot,tod_linear,graddot_full,tracin4,trak1,random"
+#: Column order of the report (methods not listed come after, sorted).
+ORDER = "tod,subnet_dot,tod_gradient,tod_linear,graddot_full,tracin4,tracin4_own,trak1,random"
 
 
 def retrained_losses(cell: gt.Cell, keep: np.ndarray, targets: np.ndarray,
@@ -106,8 +108,8 @@ def report() -> None:
     for path in sorted(OUT.glob("removal_*.json")):
         res = json.loads(path.read_text())
         names = list(next(iter(res["rise"].values())).keys() - {"k"})
-        order = [n for n in DEFAULT_METHODS.split(",") if n in names] + sorted(
-            set(names) - set(DEFAULT_METHODS.split(",")))
+        order = [n for n in ORDER.split(",") if n in names] + sorted(
+            set(names) - set(ORDER.split(",")))
         lines += [f"**{res['cell']}** ({res['n_train']} training rows, {res['n_targets']} "
                   f"targets among the 20% hardest, {res['seeds']} seeds; loss with every "
                   f"row {res['base_loss']:.3f})", "",
