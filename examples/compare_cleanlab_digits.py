@@ -46,8 +46,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     X, y, noise_mask = noisy_digits(args.noise_rate, random_state=args.seed)
-    est = ToDMLPClassifier(hidden_layer_sizes=(256, 256), max_epochs=args.epochs,
-                           random_state=args.seed, verbose=0)
+    est = ToDMLPClassifier(max_epochs=args.epochs, random_state=args.seed, verbose=0)
     t0 = time.perf_counter()
     df, details = compare_finders(X, y, est, noise_mask=noise_mask, cv=args.cv,
                                   random_state=args.seed, plot=args.plot, return_details=True)
@@ -56,11 +55,11 @@ def main() -> None:
     acc_tod = (tod_pred_probs(details["estimator"]).argmax(1) == y)[clean].mean()
     acc_cv = (details["pred_probs_cv"].argmax(1) == y)[clean].mean()
     print(f"digits: {len(y)} rows, {int(noise_mask.sum())} labels flipped "
-          f"({args.noise_rate:.0%}, seed {args.seed}); ToDMLPClassifier(hidden_layer_sizes="
-          f"(256, 256), max_epochs={args.epochs}); cleanlab baseline: {args.cv}-fold CV; "
+          f"({args.noise_rate:.0%}, seed {args.seed}); ToDMLPClassifier(max_epochs="
+          f"{args.epochs}) (defaults); cleanlab baseline: {args.cv}-fold CV; "
           f"torch threads: {torch.get_num_threads()}\n")
     print(format_comparison(df))
-    print(f"\nout-of-sample argmax = given label on the clean rows: ToD flipped sub-network "
+    print(f"\nout-of-sample argmax = given label on the clean rows: ToD oos_proba_ "
           f"{acc_tod:.3f}, {args.cv}-fold CV {acc_cv:.3f}")
     print(f"total {total:.1f} s; precision-recall curves: {args.plot}")
 

@@ -3,9 +3,9 @@
 Two things live here, both about how far the one-run out-of-sample view of a
 fitted ToD estimator can be trusted:
 
-* :func:`fit_temperature` fits one temperature on the flipped sub-network's own
-  out-of-sample rows (temperature scaling, Guo et al. 2017 [2]_); the estimator
-  applies it to ``oos_proba_`` before cleanlab's thresholds see it.
+* :func:`fit_temperature` fits one temperature on the out-of-sample view's own
+  rows (out-of-fold members or the flipped sub-network; temperature scaling, Guo et
+  al. 2017 [2]_); the estimator applies it to ``oos_proba_`` before cleanlab's thresholds see it.
 * :func:`fit_warnings` / :func:`warn_if_unreliable` look at a fitted estimator
   and say, in words, why its scores should not be trusted: training loss still
   high, out-of-sample accuracy near chance, or an estimated number of label
@@ -83,9 +83,10 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray,
                     bounds: tuple[float, float] = (0.05, 20.0)) -> float:
     """The temperature ``T`` that minimises the mean NLL of ``softmax(logits / T)``.
 
-    Applied to the flipped sub-network's logits on the training rows (which it
-    never trained on), it is the usual temperature scaling [2]_ with the
-    out-of-sample rows as the calibration set: no held-out data needed.
+    Applied to the out-of-sample logits of the training rows (out-of-fold members or
+    the flipped sub-network, which never trained on them), it is the usual
+    temperature scaling [2]_ with the out-of-sample rows as the calibration set: no
+    held-out data needed.
 
     Parameters
     ----------

@@ -10,8 +10,9 @@ Three ways to use turn-over dropout (ToD) [1]_ from cleanlab [2]_, one module ea
           issue_types={"tod_influence": {"estimator": ToDMLPClassifier(), "features": X}})
 
 * :mod:`~tod_cleanse.adapters.cleanlab.pred_probs`: :func:`tod_pred_probs`, the
-  out-of-sample probabilities of a fitted ToD estimator (the flipped sub-network on
-  each training row) for ``cleanlab.filter.find_label_issues``,
+  out-of-sample probabilities of a fitted ToD estimator (``oos_proba_``: the row's
+  out-of-fold member, or the flipped sub-network on each training row) for
+  ``cleanlab.filter.find_label_issues``,
   ``cleanlab.rank.get_label_quality_scores`` or ``Datalab.find_issues(pred_probs=...)``,
   in place of K-fold ``cross_val_predict`` (one training instead of K).
 

@@ -101,7 +101,7 @@ class ToDInfluenceIssueManager(IssueManager):
     * ``tod_influence_score``: ``[0, 1]``, lower = more harmful, a rank-based map of
       the signed score (see :func:`tod_quality_scores`).
     * ``tod_influence_raw_score``: the signed score of ``method``.
-    * ``tod_influence_predicted_label``: the out-of-sample (flipped sub-network)
+    * ``tod_influence_predicted_label``: the out-of-sample (``oos_proba_``)
       prediction, as a class name; ``None`` with ``scores`` and no ``pred_probs``.
 
     The summary score is ``1 - (flagged rows) / n``, the convention of cleanlab's

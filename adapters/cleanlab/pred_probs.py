@@ -1,8 +1,9 @@
 """One-run ``pred_probs`` for cleanlab, and ToD scores on cleanlab's ``[0, 1]`` scale.
 
-:func:`tod_pred_probs` is the flipped sub-network's prediction on every training row
-(turn-over dropout [1]_): a stand-in for the K-fold cross-validated ``pred_probs`` that
-``cleanlab.filter.find_label_issues`` expects, from one training run.
+:func:`tod_pred_probs` is the estimator's out-of-sample prediction on every training row
+(``oos_proba_``: the out-of-fold member of its fold in ``ToDMLPClassifier``, else the
+flipped sub-network of turn-over dropout [1]_): a stand-in for the K-fold cross-validated
+``pred_probs`` that ``cleanlab.filter.find_label_issues`` expects, from one training run.
 
 References
 ----------
@@ -125,8 +126,9 @@ def _check_cleanlab_labels(est: BaseToDClassifier, labels: Any) -> None:
 def tod_pred_probs(estimator: BaseToDClassifier, labels: Any = None) -> np.ndarray:
     """Out-of-sample ``pred_probs`` for cleanlab from one ToD training run.
 
-    Row ``i`` is the flipped sub-network's prediction on training row ``i`` (the
-    sub-network that never trained on it) [1]_: a one-run stand-in for the K-fold
+    Row ``i`` is ``oos_proba_[i]``: the prediction on training row ``i`` of a network
+    that never trained on it (the out-of-fold member of its fold, or the flipped
+    sub-network) [1]_: a one-run stand-in for the K-fold
     cross-validated ``pred_probs`` that ``cleanlab.filter.find_label_issues``,
     ``cleanlab.rank.get_label_quality_scores`` and ``Datalab.find_issues`` expect.
 

@@ -46,7 +46,8 @@ Scores. Rows the model trained on are scored by :class:`~tod_cleanse.ToDCleanser
 model trains on a seeded sample and the other rows are scored with the *full*
 network, which never saw them: their ``oos_likelihood`` is ``log p_full(y|x)`` and
 their ``confident_learning`` margin is computed on ``p_full`` -- the same formulas,
-fed with an out-of-sample network, as the flipped sub-network gives trained rows.
+fed with an out-of-sample network, as ``oos_proba_`` (the out-of-fold member or the
+flipped sub-network) gives trained rows.
 
 References
 ----------

@@ -36,7 +36,7 @@ __all__ = ["CleanConfig", "CleanPlan", "prepare", "ROW_COLUMN", "SAMPLED_METHODS
 #: Column that carries the scan-order row position when no ``key`` is given.
 ROW_COLUMN = "_tod_row"
 #: Methods whose score of an untrained row (full network) has the same meaning as
-#: the score of a trained row (flipped sub-network).
+#: the score of a trained row (``oos_proba_``: out-of-fold member or flipped sub-network).
 SAMPLED_METHODS = ("oos_likelihood", "confident_learning")
 #: Every ``--model`` name (tod_cleanse.estimators.registry: mlp, text/bert, vgg, resnet, vit).
 MODELS = MODEL_NAMES
