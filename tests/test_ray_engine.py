@@ -65,10 +65,11 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def _clean(data: Path, out: Path, **kw):
-    # inner_p=0: no random dropout inside the seen sub-network, so that DDP training
+    # inner_p=0 and no out-of-fold members: no random dropout inside the seen sub-network
+    # or the members (each rank draws its own), so that DDP training
     # (test_ray_train_workers_ddp) is the same training as on the driver
     est = ToDMLPClassifier(hidden_layer_sizes=(16,), max_epochs=2, random_state=0, inner_p=0.0,
-                           verbose=0)
+                           oos_folds=None, verbose=0)
     args = dict(label="label", features=["pixels"], estimator=est, drop_fraction=0.1,
                 max_train_rows=300, progress=False)
     return clean_parquet(data, out, **{**args, **kw})
