@@ -134,6 +134,10 @@ DESIGNS: dict[str, tuple[str, dict, str]] = {
                      "replaced)", dict(oos_folds=10, oos_width=64), "temp"),
     "f5w32-784+T": ("oos_folds=5, oos_width=32, members read all 784 pixels (code since "
                     "replaced)", dict(oos_folds=5, oos_width=32), "temp"),
+    "f5s2": ("the default, members trained on every second batch only (a private "
+             "training-loop switch, measured and removed)", {}, "temp"),
+    "f5s3": ("the default, members trained on every third batch only (a private "
+             "training-loop switch, measured and removed)", {}, "temp"),
     "f5w256+T": ("oos_folds=5, oos_width=256, temperature", dict(oos_folds=5, oos_width=256),
                  "temp"),
     "default-no-members": ("the defaults before the out-of-fold members (one hidden layer "
