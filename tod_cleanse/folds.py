@@ -90,6 +90,9 @@ class OutOfFoldMembers(nn.Module):
         A fixed, label-free linear map of the input, ``(x - center) @ components``
         (see :func:`input_projection`), applied before the members; stored as
         buffers, never trained.
+    seed : int, default=0
+        Seed of the members' own random generator (initial weights, then dropout
+        masks); torch's global generator is never drawn from.
 
     Examples
     --------
@@ -121,6 +124,7 @@ class OutOfFoldMembers(nn.Module):
             in_features = int(components.shape[1])
         # nn.Linear's default initialisation, member by member.
         b1, b2 = 1.0 / math.sqrt(in_features), 1.0 / math.sqrt(h)
+
         def uniform(*shape: int, bound: float) -> nn.Parameter:
             return nn.Parameter(torch.empty(*shape).uniform_(-bound, bound, generator=gen))
 
