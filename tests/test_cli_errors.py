@@ -117,6 +117,7 @@ CLI_CASES = [
     ("demo-noise", ["demo", "--noise", "1"], "--noise"),
     ("demo-cv", ["demo", "--cv", "1"], "--cv"),
     ("demo-threads", ["demo", "--threads", "0"], "--threads"),
+    ("clean-threads", ["clean", "x.parquet", "--threads", "-1"], "--threads"),
     ("demo-out-under-file", ["demo", "--out", "{afile}/t.md"], "afile"),
     ("demo-device", ["demo", "--device", "cuda:99" if torch.cuda.is_available() else "cuda"],
      "--device"),

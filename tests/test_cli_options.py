@@ -211,3 +211,18 @@ def test_missing_ray_extra_is_one_line(monkeypatch, capsys, tmp_path):
     assert rc == 2 and err.count("\n") == 1, err
     assert "pip install 'tod-cleanse[ray]'" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_clean_applies_threads_before_training(tmp_path, monkeypatch, capsys):
+    """``clean --threads N`` sets torch's CPU threads (small models on a shared machine)."""
+    import torch
+
+    from tod_cleanse.adapters.parquet import export_demo
+
+    data = export_demo(tmp_path / "d.parquet", n_rows=120)
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    code = cli.main(["-q", "clean", str(data), "--label", "label", "--features", "pixels",
+                     "--max-epochs", "1", "--threads", "3", "--out", str(tmp_path / "out")])
+    assert code == 0 and calls == [3]
+    assert (tmp_path / "out" / "summary.json").exists()

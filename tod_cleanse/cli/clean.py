@@ -67,6 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="write the demo data (digits with --noise seeded label noise, "
                             "default 10%%) to PATH as Parquet and exit")
     options.add_noise(parser, default=0.1, help="label noise of --export-demo (default 0.1)")
+    options.add_threads(parser)
     scale = parser.add_argument_group("scale-out (docs/scale-out.md)")
     scale.add_argument("--engine", choices=("local", "ray"), default="local",
                        help="local: this process (default); ray: score and write on a Ray "
@@ -135,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {path} (1797 digits, {args.noise:.0%} of labels flipped; columns id, "
               "pixels, label, true_label)")
         return 0
+    options.set_threads(args.threads)
     try:
         summary = clean_parquet(args.input, args.out, argv=sys.argv, **_params(args),
                                 **_engine_params(args))
