@@ -142,10 +142,45 @@ DESIGNS: dict[str, tuple[str, dict, str]] = {
                  "temp"),
     "default-no-members": ("the defaults before the out-of-fold members (one hidden layer "
                            "of 512, p=0.8, inner_p=0.3, temperature, oos_folds=None)",
-                           dict(oos_folds=None), "temp"),
-    "default": ("the package defaults as they are now (one hidden layer of 512, p=0.8, "
-                "inner_p=0.3, out-of-fold members oos_folds=5, oos_width=128, temperature)",
-                {}, "temp"),
+                           dict(oos_folds=None, hidden_layer_sizes=(512,), p=0.8, inner_p=0.3),
+                           "temp"),
+    # round 3: the ToD network under the members (members off: the ToD side is
+    # bit-identical with or without them, so these rows measure the ToD-side scores --
+    # the default score, self-influence, the "auto" count -- at a third of the cost)
+    "r3-256x2p5-nm": ("round 3, ToD side only: the pre-issue ToD network (256, 256), p=0.5, "
+                      "no inner dropout; oos_folds=None", dict(
+                          hidden_layer_sizes=(256, 256), p=0.5, inner_p=0.0, oos_folds=None),
+                      "temp"),
+    "r3-512p8i0-nm": ("round 3, ToD side only: (512,), p=0.8, no inner dropout",
+                      dict(hidden_layer_sizes=(512,), p=0.8, inner_p=0.0, oos_folds=None),
+                      "temp"),
+    "r3-512p5i0-nm": ("round 3, ToD side only: (512,), p=0.5, no inner dropout",
+                      dict(hidden_layer_sizes=(512,), p=0.5, inner_p=0.0, oos_folds=None),
+                      "temp"),
+    "r3-512p65i3-nm": ("round 3, ToD side only: (512,), p=0.65, inner_p=0.3",
+                       dict(hidden_layer_sizes=(512,), p=0.65, inner_p=0.3, oos_folds=None),
+                       "temp"),
+    "r3-256x2p8i3-nm": ("round 3, ToD side only: (256, 256), p=0.8, inner_p=0.3",
+                        dict(hidden_layer_sizes=(256, 256), p=0.8, inner_p=0.3,
+                             oos_folds=None), "temp"),
+    "r3-256x2p65i0-nm": ("round 3, ToD side only: (256, 256), p=0.65, no inner dropout",
+                         dict(hidden_layer_sizes=(256, 256), p=0.65, inner_p=0.0,
+                              oos_folds=None), "temp"),
+    "r3-512p75i0-nm": ("round 3, ToD side only: (512,), p=0.75, no inner dropout",
+                       dict(hidden_layer_sizes=(512,), p=0.75, inner_p=0.0, oos_folds=None),
+                       "temp"),
+    "r3-512p85i0-nm": ("round 3, ToD side only: (512,), p=0.85, no inner dropout",
+                       dict(hidden_layer_sizes=(512,), p=0.85, inner_p=0.0, oos_folds=None),
+                       "temp"),
+    "r3-512p8i1-nm": ("round 3, ToD side only: (512,), p=0.8, inner_p=0.1",
+                      dict(hidden_layer_sizes=(512,), p=0.8, inner_p=0.1, oos_folds=None),
+                      "temp"),
+    "default-r2": ("round 2's defaults: one hidden layer of 512, p=0.8, inner_p=0.3, "
+                   "out-of-fold members oos_folds=5, oos_width=128, temperature",
+                   dict(hidden_layer_sizes=(512,), p=0.8, inner_p=0.3), "temp"),
+    "default": ("the package defaults as they are now (round 3: one hidden layer of 512, "
+                "p=0.8, no inner dropout, out-of-fold members oos_folds=5, oos_width=128, "
+                "temperature)", {}, "temp"),
 }
 #: The CV reference: the same MLP without ToD, pre-issue settings (fixed, so that
 #: changing the defaults does not move the yardstick).
@@ -178,6 +213,9 @@ def cells(which: str) -> list[dict]:
     if which in ("fashion", "all"):
         out += [dict(dataset="fashion_mnist", n_train=3000, kind=k, rate=r) for k, r in
                 [("uniform", 0.1), ("uniform", 0.2), ("class", 0.2), ("clean", 0.0)]]
+    if which == "fashion10k":  # the full suite's Fashion-MNIST MLP cells (same rows, same flips)
+        out += [dict(dataset="fashion_mnist", n_train=10_000, kind=k, rate=r) for k, r in
+                [("uniform", 0.1), ("uniform", 0.2), ("uniform", 0.4), ("class", 0.2)]]
     if which == "clean":
         out += [dict(dataset="digits", kind="clean", rate=0.0),
                 dict(dataset="fashion_mnist", n_train=3000, kind="clean", rate=0.0)]
@@ -311,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--cells", default="digits",
-                    help="digits, fashion, overlap, clean or all (default digits)")
+                    help="digits, fashion, fashion10k, overlap, clean or all (default digits)")
     ap.add_argument("--only", default=None, help="only cells whose name contains this")
     ap.add_argument("--designs", default=",".join(DESIGNS),
                     help=f"comma-separated subset of {', '.join(DESIGNS)}")
