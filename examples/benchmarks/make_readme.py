@@ -320,7 +320,7 @@ def _replace_block(path: Path, block: str, start: str = START, end: str = END) -
 
 
 #: The README's influence-faithfulness summary: (LDS result file's cell, column title).
-FAITH_CELLS = [("digits-512p8", "digits"), ("fmnist-512p8", "Fashion-MNIST 5k")]
+FAITH_CELLS = [("digits-512p8i0", "digits"), ("fmnist-512p8i0", "Fashion-MNIST 5k")]
 #: (method key in the LDS results, what the README calls it), in table order.
 FAITH_METHODS = [
     ("tod_gradient", "ToD `estimate=\"gradient\"` (first-layer gradient cosine)"),
