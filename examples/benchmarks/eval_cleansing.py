@@ -115,6 +115,11 @@ def run_cell(cell: str, seeds: range, config: dict, frac: float = 0.01) -> dict:
         VARIANT: [drop(validation_loss_gradient(model, X, y, *val))] * len(seeds),
     }
     res = {"n_train": n, "k": k, "seeds": len(seeds), "accuracy": {}}
+    noisy = split.y_train != y
+    if noisy.any():  # how many of the dropped rows carry a flipped label (mean over seeds)
+        res["n_noisy"] = int(noisy.sum())
+        res["noisy_dropped"] = {name: float(np.mean([(~kp & noisy).sum() for kp in ks]))
+                                for name, ks in keeps.items() if name != "no cleansing"}
     for name, ks in keeps.items():
         accs = [acc(kp, s) for kp, s in zip(ks, seeds, strict=True)]
         res["accuracy"][name] = {**mean_se(accs), "per_seed": accs}
@@ -152,6 +157,17 @@ def to_markdown(results: dict) -> str:
         lines.append(f"| {cell} | " + " | ".join(
             f"{diff(m, 'no cleansing')} / {diff(m, 'random 1%')}" if m in acc else "-"
             for m in ranked) + " |")
+    noisy = {cell: r for cell, r in results.items() if "noisy_dropped" in r}
+    if noisy:
+        drop_names = [m for m in names if m != "no cleansing"]
+        lines += ["", "Noisy cells: training rows with a flipped label among the dropped ones "
+                  "(random: mean over its draws).", "",
+                  "| cell | flipped labels | dropped | " + " | ".join(drop_names) + " |",
+                  "|---|---|---|" + "---|" * len(drop_names)]
+        for cell, r in noisy.items():
+            lines.append(f"| {cell} | {r['n_noisy']} | {r['k']} | " + " | ".join(
+                f"{r['noisy_dropped'][m]:g}" if m in r["noisy_dropped"] else "-"
+                for m in drop_names) + " |")
     return "\n".join(lines) + "\n"
 
 
