@@ -60,7 +60,7 @@ CONFIGS = {
 #: Every cell fits without the out-of-fold members (``oos_folds``, on by default since
 #: issue 11): they train beside the ToD network without changing it (the full network's
 #: ``predict_proba`` is bit-identical with and without them, checked on both datasets
-#: with this config) and no attribution method reads them, but they cost 1.4-7x the fit.
+#: with this config) and no attribution method reads them, but they cost 1.4-8x the fit.
 #: The first two configs were built before members existed, i.e. without them too.
 NO_MEMBERS = {"oos_folds": None}
 
