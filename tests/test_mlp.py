@@ -209,3 +209,37 @@ CHECK_PARAMS = dict(hidden_layer_sizes=(32,), max_epochs=25, batch_size=16, lr=0
 @parametrize_with_checks([ToDMLPClassifier(**CHECK_PARAMS)])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def test_fast_optimizer_fused_on_cpu_and_same_update_as_foreach():
+    """The training loop's optimiser uses fused kernels on the CPU, falls back to a
+    foreach update where torch refuses them, and both give the same step up to rounding."""
+    from tod_cleanse.estimators._training import _fast_optimizer
+
+    def step(make):
+        torch.manual_seed(0)
+        w = torch.nn.Parameter(torch.randn(8, 4))
+        b = torch.nn.Parameter(torch.randn(4))
+        opt = make([{"params": [w], "weight_decay": 0.01}, {"params": [b], "weight_decay": 0.0}])
+        for _ in range(3):
+            opt.zero_grad()
+            (torch.randn(5, 8) @ w + b).square().sum().backward()
+            opt.step()
+        return opt, torch.cat([w.detach().ravel(), b.detach().ravel()])
+
+    fused, p_fused = step(lambda g: _fast_optimizer(torch.optim.AdamW, g, lr=0.01))
+    plain, p_plain = step(lambda g: torch.optim.AdamW(g, lr=0.01, foreach=True))
+    assert fused.defaults["fused"] is True
+    assert torch.allclose(p_fused, p_plain, atol=1e-6)
+    assert not torch.equal(p_plain, step(lambda g: torch.optim.AdamW(g, lr=0.0))[1])  # moved
+
+    class NoFused(torch.optim.SGD):  # a torch without fused kernels for this optimiser
+        def __init__(self, params, fused=None, **kw):
+            if fused:
+                raise RuntimeError("fused kernels are not supported")
+            super().__init__(params, **kw)
+
+    opt, p_sgd = step(lambda g: _fast_optimizer(NoFused, g, lr=0.1, momentum=0.9))
+    assert opt.defaults["foreach"] is True
+    _, p_ref = step(lambda g: torch.optim.SGD(g, lr=0.1, momentum=0.9))
+    assert torch.allclose(p_sgd, p_ref, atol=1e-6)
