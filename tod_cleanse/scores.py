@@ -261,11 +261,12 @@ def estimate_issue_count(proba: np.ndarray, labels: np.ndarray) -> int:
     (``examples/benchmarks/results/oos/study.md``, column ``cj_full``): within
     16% of the true number of flipped labels on the digits cells (10/20/40%
     uniform, 20% class-conditional) and 3 of 1,077 rows on clean digits; it
-    overshoots by 37% on Fashion-MNIST 3k at 20% uniform noise (5-fold CV's own count:
-    +59%), and counts 10% of clean Fashion-MNIST 3k (pre-issue-11 MLP defaults:
-    5%; 5-fold CV: 12%) and 15% of a clean set with overlapping classes (5-fold
+    overshoots by 38% on Fashion-MNIST 3k at 20% uniform noise (5-fold CV's own count:
+    +59%) and by 14-78% on Fashion-MNIST 10k, and counts 10% of clean Fashion-MNIST 3k
+    (5-fold CV: 12%) and 16.5% of a clean set with overlapping classes (5-fold
     CV: 19%): it counts rows the model confidently disagrees with, which
-    includes genuinely ambiguous ones and plain model errors.
+    includes genuinely ambiguous ones and plain model errors
+    (``examples/benchmarks/results/oos/count.md`` compares other counts).
     :mod:`tod_cleanse.diagnostics` warns when it exceeds half of the rows.
 
     Examples
