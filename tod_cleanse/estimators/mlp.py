@@ -57,8 +57,8 @@ class ToDMLPClassifier(BaseToDClassifier):
         instead of the per-instance flipped sub-network, whose clean-row accuracy
         trailed 5-fold CV by 0.02-0.07 (issue 11). Influence, self-influence,
         ``train_proba_`` and predictions stay those of the per-instance ToD network.
-        ``None``: no members (cheaper: the members cost 1.5-2x the default's CPU
-        time on the benchmark cells, ``examples/benchmarks/results/oos/cost.md``).
+        ``None``: no members (cheaper: a fit with the members costs 1.6-2.0x one
+        without them on the benchmark cells, ``examples/benchmarks/results/oos/cost.md``).
     oos_width : int, default=128
         Hidden units of each out-of-fold member. Inputs wider than
         :data:`~tod_cleanse.folds.MEMBER_INPUT_DIM` reach the members through a
