@@ -271,7 +271,12 @@ def ekfac(ctx: Context) -> np.ndarray:
                            checkpoints=module.state_dict())
     att = IFAttributorEKFAC(task=task, device="cpu", damping=0.01)
     att.cache(_loaders(ctx.model, ctx.X, ctx.y, bs=256))
-    s = att.attribute(_loaders(ctx.model, ctx.X, ctx.y), _loaders(ctx.model, ctx.X_t, ctx.y_t))
+    # dattri 0.3.0 keeps autograd graphs on its cached EK-FAC factors, so without no_grad
+    # every train batch's result holds its test-gradient graph (OOM on Fashion-MNIST);
+    # the per-sample gradients use torch.func.grad, which an outer no_grad leaves alone.
+    with torch.no_grad():
+        s = att.attribute(_loaders(ctx.model, ctx.X, ctx.y),
+                          _loaders(ctx.model, ctx.X_t, ctx.y_t))
     return s.T.detach().double().numpy()
 
 
