@@ -276,11 +276,27 @@ def estimate_issue_count(proba: np.ndarray, labels: np.ndarray) -> int:
     1
     """
     labels = np.asarray(labels, dtype=np.int64)
-    k = np.shape(proba)[1]
-    n_per_label = np.bincount(labels, minlength=k)
     has_confident, assigned = _confident_classes(proba, labels)
-    joint = np.zeros((k, k))
-    np.add.at(joint, (labels[has_confident], assigned[has_confident]), 1.0)
+    return _calibrated_off_diagonal(labels, assigned, has_confident, np.shape(proba)[1])
+
+
+def _calibrated_off_diagonal(labels: np.ndarray, assigned: np.ndarray, counted: np.ndarray,
+                            n_classes: int) -> int:
+    """Off-diagonal mass of the calibrated joint of (given label, assigned class).
+
+    The joint counts the ``counted`` rows at ``(labels[i], assigned[i])``; each row
+    of it is rescaled to the number of rows given that label [2]_. The count
+    :func:`estimate_issue_count` returns, for any rule that assigns classes.
+
+    Examples
+    --------
+    >>> _calibrated_off_diagonal(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]),
+    ...                         np.array([True, True, True, False]), 2)
+    1
+    """
+    n_per_label = np.bincount(labels, minlength=n_classes)
+    joint = np.zeros((n_classes, n_classes))
+    np.add.at(joint, (labels[counted], assigned[counted]), 1.0)
     joint = joint / np.maximum(joint.sum(axis=1, keepdims=True), 1.0) * n_per_label[:, None]
     return int(round(joint.sum() - np.trace(joint)))
 

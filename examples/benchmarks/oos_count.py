@@ -40,22 +40,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import oos_study as study  # noqa: E402
 
 from tod_cleanse import ToDMLPClassifier  # noqa: E402
-from tod_cleanse.scores import _confident_classes, estimate_issue_count  # noqa: E402
+from tod_cleanse.scores import (  # noqa: E402
+    _calibrated_off_diagonal,
+    _confident_classes,
+    estimate_issue_count,
+)
 
 
 def both_views(full: np.ndarray, oos: np.ndarray, labels: np.ndarray) -> int:
     """Calibrated joint counting a row as off its label only where both views agree."""
-    k = full.shape[1]
     has_f, cls_f = _confident_classes(full, labels)
     has_o, cls_o = _confident_classes(oos, labels)
     off = has_f & has_o & (cls_f != labels) & (cls_o != labels)
-    assigned = np.where(off, cls_f, labels)
-    confident = has_f | has_o
-    joint = np.zeros((k, k))
-    np.add.at(joint, (labels[confident], assigned[confident]), 1.0)
-    n_i = np.bincount(labels, minlength=k)
-    joint = joint / np.maximum(joint.sum(1, keepdims=True), 1.0) * n_i[:, None]
-    return int(round(joint.sum() - np.trace(joint)))
+    return _calibrated_off_diagonal(labels, np.where(off, cls_f, labels), has_f | has_o,
+                                   full.shape[1])
 
 
 def candidates(full: np.ndarray, oos: np.ndarray, labels: np.ndarray) -> dict[str, int]:
