@@ -48,6 +48,14 @@ from tod_cleanse.scores import DEFAULT_METHOD, confident_joint_issues, estimate_
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "oos"
 
+def _tod_side(sizes: tuple[int, ...], p: float, inner_p: float,
+              what: str = "") -> tuple[str, dict, str]:
+    """A round-3 design: the ToD network alone (``oos_folds=None``), temperature."""
+    inner = f"inner_p={inner_p}" if inner_p else "no inner dropout"
+    return (f"round 3, ToD side only: {what}{sizes}, p={p}, {inner}",
+            dict(hidden_layer_sizes=sizes, p=p, inner_p=inner_p, oos_folds=None), "temp")
+
+
 #: name -> (what it changes, estimator parameters, post-processing of oos_proba_).
 #: ``post`` = "raw" (no calibration) or "temp" (the estimator fits one temperature on
 #: the out-of-sample rows; ``BaseToDClassifier._calibrate_oos``).
@@ -147,34 +155,17 @@ DESIGNS: dict[str, tuple[str, dict, str]] = {
     # round 3: the ToD network under the members (members off: the ToD side is
     # bit-identical with or without them, so these rows measure the ToD-side scores --
     # the default score, self-influence, the "auto" count -- at a third of the cost)
-    "r3-256x2p5-nm": ("round 3, ToD side only: the pre-issue ToD network (256, 256), p=0.5, "
-                      "no inner dropout; oos_folds=None", dict(
-                          hidden_layer_sizes=(256, 256), p=0.5, inner_p=0.0, oos_folds=None),
-                      "temp"),
-    "r3-512p8i0-nm": ("round 3, ToD side only: (512,), p=0.8, no inner dropout",
-                      dict(hidden_layer_sizes=(512,), p=0.8, inner_p=0.0, oos_folds=None),
-                      "temp"),
-    "r3-512p5i0-nm": ("round 3, ToD side only: (512,), p=0.5, no inner dropout",
-                      dict(hidden_layer_sizes=(512,), p=0.5, inner_p=0.0, oos_folds=None),
-                      "temp"),
-    "r3-512p65i3-nm": ("round 3, ToD side only: (512,), p=0.65, inner_p=0.3",
-                       dict(hidden_layer_sizes=(512,), p=0.65, inner_p=0.3, oos_folds=None),
-                       "temp"),
-    "r3-256x2p8i3-nm": ("round 3, ToD side only: (256, 256), p=0.8, inner_p=0.3",
-                        dict(hidden_layer_sizes=(256, 256), p=0.8, inner_p=0.3,
-                             oos_folds=None), "temp"),
-    "r3-256x2p65i0-nm": ("round 3, ToD side only: (256, 256), p=0.65, no inner dropout",
-                         dict(hidden_layer_sizes=(256, 256), p=0.65, inner_p=0.0,
-                              oos_folds=None), "temp"),
-    "r3-512p75i0-nm": ("round 3, ToD side only: (512,), p=0.75, no inner dropout",
-                       dict(hidden_layer_sizes=(512,), p=0.75, inner_p=0.0, oos_folds=None),
-                       "temp"),
-    "r3-512p85i0-nm": ("round 3, ToD side only: (512,), p=0.85, no inner dropout",
-                       dict(hidden_layer_sizes=(512,), p=0.85, inner_p=0.0, oos_folds=None),
-                       "temp"),
-    "r3-512p8i1-nm": ("round 3, ToD side only: (512,), p=0.8, inner_p=0.1",
-                      dict(hidden_layer_sizes=(512,), p=0.8, inner_p=0.1, oos_folds=None),
-                      "temp"),
+    **{f"r3-{name}-nm": _tod_side(sizes, p, inner_p, what) for name, sizes, p, inner_p, what in [
+        ("256x2p5", (256, 256), 0.5, 0.0, "the pre-issue ToD network "),
+        ("512p8i0", (512,), 0.8, 0.0, ""),
+        ("512p5i0", (512,), 0.5, 0.0, ""),
+        ("512p65i3", (512,), 0.65, 0.3, ""),
+        ("256x2p8i3", (256, 256), 0.8, 0.3, ""),
+        ("256x2p65i0", (256, 256), 0.65, 0.0, ""),
+        ("512p75i0", (512,), 0.75, 0.0, ""),
+        ("512p85i0", (512,), 0.85, 0.0, ""),
+        ("512p8i1", (512,), 0.8, 0.1, ""),
+    ]},
     "default-r2": ("round 2's defaults: one hidden layer of 512, p=0.8, inner_p=0.3, "
                    "out-of-fold members oos_folds=5, oos_width=128, temperature",
                    dict(hidden_layer_sizes=(512,), p=0.8, inner_p=0.3), "temp"),
