@@ -1,4 +1,4 @@
-"""The ``estimate="gradient"`` influence: first-layer sub-network gradient cosines."""
+"""The ``estimate="gradient"`` influence: first-layer full-network gradient cosines."""
 
 from __future__ import annotations
 
@@ -61,13 +61,11 @@ def _check_against_brute_force(est, X, y, rows=(0, 7, 59), rel=1e-4):
     got = est.score_influence(X[:3], y[:3], estimate="gradient", train_set=(X, y))
     assert got.shape == (3, len(y))
     xs = torch.as_tensor(est._validate_X(X, reset=False))
-    keys = torch.as_tensor(est.train_keys_)
     nonzero = 0
     for a in range(3):
         gt = _first_layer_grad(est, xs[a:a + 1], torch.tensor([y[a]]), None, "full")
         for i in rows:
-            gi = _first_layer_grad(est, xs[i:i + 1], torch.tensor([y[i]]), keys[i:i + 1],
-                                   "seen")
+            gi = _first_layer_grad(est, xs[i:i + 1], torch.tensor([y[i]]), None, "full")
             want = _cos(gt, gi)
             nonzero += abs(want) > 1e-3
             assert got[a, i] == pytest.approx(want, rel=rel, abs=1e-6)
@@ -75,9 +73,10 @@ def _check_against_brute_force(est, X, y, rows=(0, 7, 59), rel=1e-4):
     return got
 
 
-def test_gradient_estimate_is_the_first_layer_sub_network_gradient_cosine(fitted_wide):
-    """Target gradient (full network) against row i's (its seen sub-network), cosine of
-    the first layer's weight and bias gradients, checked by float64 autograd."""
+def test_gradient_estimate_is_the_first_layer_gradient_cosine(fitted_wide):
+    """Target gradient against row i's, both in the full network (issue 12 step 4: the
+    row's seen sub-network scored lower LDS on every cell), cosine of the first layer's
+    weight and bias gradients, checked by float64 autograd."""
     est, X, y = fitted_wide
     got = _check_against_brute_force(est, X, y)
     assert np.all(np.abs(got) <= 1 + 1e-6)
@@ -135,7 +134,7 @@ def test_uncached_blocks_give_the_same_values(fitted):
         return run
 
     def collect(**kw):
-        blocks = iter_gradient_influence_blocks(factors("full"), factors("seen"), 7, 60, **kw)
+        blocks = iter_gradient_influence_blocks(factors("full"), factors("full"), 7, 60, **kw)
         return np.concatenate([b for _, b in blocks])
 
     ref = collect(pairs_per_batch=4096)
@@ -159,3 +158,27 @@ def test_gradient_factors_needs_a_linear_layer():
     with pytest.raises(ValueError, match="nn.Linear"):
         gradient_factors(net, lambda: net(torch.ones(2, 3, requires_grad=True)),
                          torch.tensor([0, 1]))
+
+
+def test_auto_estimate_is_gradient_with_the_training_rows_else_exact(fitted):
+    """``estimate="auto"`` (the default): the faithful estimate given ``train_set``, the
+    paper's otherwise, whose diagonal on the training rows is ``self_influence_``."""
+    est, X, y = fitted
+    grad_ = est.score_influence(X[:4], y[:4], estimate="gradient", train_set=(X, y))
+    np.testing.assert_array_equal(est.score_influence(X[:4], y[:4], train_set=(X, y)), grad_)
+    exact = est.score_influence(X[:4], y[:4], estimate="exact")
+    np.testing.assert_array_equal(est.score_influence(X[:4], y[:4]), exact)
+    np.testing.assert_allclose(np.diag(est.score_influence(X, y)[:, :]), est.self_influence_,
+                               atol=1e-5)
+    summed = est.score_influence(X[:4], y[:4], reduce="sum", train_set=(X, y))
+    np.testing.assert_allclose(summed, grad_.sum(0), rtol=1e-10)
+
+
+def test_explain_auto_takes_the_gradient_estimate_with_the_training_rows(fitted):
+    est, X, y = fitted
+    auto = est.explain(X[:3], y[:3], k=2, train_set=(X, y))
+    grad_ = est.explain(X[:3], y[:3], k=2, estimate="gradient", train_set=(X, y))
+    exact = est.explain(X[:3], y[:3], k=2, estimate="exact")
+    assert auto.equals(grad_)
+    assert est.explain(X[:3], y[:3], k=2).equals(exact)
+    assert float(auto.influence.abs().max()) <= 1.0 + 1e-9

@@ -1,8 +1,11 @@
 """Which training rows made the model predict this? Top-k helpful and harmful rows.
 
-For a target ``z_t`` the turn-over dropout influence ``I(z_t, z_i)`` of every
-training row ``z_i`` is ``L(z_t; flipped_i) - L(z_t; seen_i)`` [1]_: positive
-values helped the target's label, negative ones pushed the model away from it.
+For a target ``z_t`` the influence ``I(z_t, z_i)`` of every training row ``z_i`` is
+the value of :meth:`~tod_cleanse.estimators.base.BaseToDClassifier.score_influence`:
+given the training rows (``train_set``), the first-layer gradient cosine that tracks
+retraining (``estimate="gradient"``); without them, the paper's turn-over dropout
+estimate ``L(z_t; flipped_i) - L(z_t; seen_i)`` [1]_. Positive values helped the
+target's label, negative ones pushed the model away from it.
 :func:`explain` keeps, for every target, the ``k`` most positive (``helpful``) and
 the ``k`` most negative (``harmful``) training rows, reducing each block of
 :meth:`~tod_cleanse.estimators.base.BaseToDClassifier.iter_influence` to its top-k
@@ -92,7 +95,7 @@ def _top_k(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _top_rows(estimator: Any, X_t: Any, y_for_influence: np.ndarray, filt: Any,
-              y_train: np.ndarray, k: int, estimate: str = "exact",
+              y_train: np.ndarray, k: int, estimate: str = "auto",
               train_set: tuple[Any, Any] | None = None) -> dict[str, np.ndarray]:
     """Reduce every block of influences to the top-``k`` helpful and harmful rows."""
     parts: list[dict[str, np.ndarray]] = []
@@ -121,7 +124,7 @@ def _top_rows(estimator: Any, X_t: Any, y_for_influence: np.ndarray, filt: Any,
 
 
 def explain(estimator: Any, X_t: Any, y_t: Any = None, k: int = 5,
-            label_filter: Any = None, *, estimate: str = "exact",
+            label_filter: Any = None, *, estimate: str = "auto",
             train_set: tuple[Any, Any] | None = None) -> pd.DataFrame:
     """The ``k`` most helpful and ``k`` most harmful training rows of every target.
 
@@ -150,12 +153,14 @@ def explain(estimator: Any, X_t: Any, y_t: Any = None, k: int = 5,
         target's true label (``"true"``, needs ``y_t``) or one of the given classes.
         The strings ``"predicted"`` and ``"true"`` take precedence over class
         labels of the same spelling.
-    estimate : {"exact", "gradient"}, default="exact"
+    estimate : {"auto", "exact", "gradient"}, default="auto"
         Which influence estimate ranks the rows (see ``score_influence``).
         ``"gradient"`` tracks retraining far more closely on the cells measured
-        (``examples/benchmarks/results/influence/``) and needs ``train_set``.
+        (``examples/benchmarks/results/influence/``) and needs ``train_set``;
+        ``"auto"`` takes it when ``train_set`` is given, else ``"exact"``.
     train_set : tuple ``(X_train, y_train)``, optional
-        The rows the estimator was fitted on, in the same order (``"gradient"``).
+        The rows the estimator was fitted on, in the same order: pass them for the
+        faithful estimate.
 
     Returns
     -------
@@ -179,6 +184,13 @@ def explain(estimator: Any, X_t: Any, y_t: Any = None, k: int = 5,
     >>> table.groupby(["target", "kind"]).size().tolist()
     [3, 3, 3, 3]
     >>> bool((table.query("kind == 'harmful'").influence < 0).all())
+    True
+
+    With the training rows, the rows that retraining would confirm (a cosine in
+    ``[-1, 1]``):
+
+    >>> faithful = est.explain(X[:2], y[:2], k=3, train_set=(X, y))
+    >>> bool(faithful.influence.abs().max() <= 1.0)
     True
     """
     check_is_fitted(estimator)

@@ -59,10 +59,37 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 __all__ = ["iter_influence_blocks", "iter_gradient_influence_blocks", "gradient_factors",
-           "exact_output_error", "first_layer_directions", "pair_batches", "ESTIMATES"]
+           "exact_output_error", "first_layer_directions", "pair_batches", "resolve_estimate",
+           "ESTIMATES"]
 
-#: The influence estimates :meth:`score_influence` accepts.
+#: The influence estimates :meth:`score_influence` computes (it also accepts ``"auto"``,
+#: see :func:`resolve_estimate`).
 ESTIMATES = ("exact", "gradient")
+
+
+def resolve_estimate(estimate: str, train_set: Any) -> str:
+    """The estimate that ``estimate`` names; ``"auto"``: ``"gradient"`` given the training
+    rows (``train_set``), else ``"exact"``.
+
+    ``"auto"`` is the default of ``score_influence``, ``iter_influence`` and ``explain``:
+    the faithful estimate whenever it can be computed, and the paper's (which needs
+    only the fitted model) otherwise, so that ``score_influence(X_t, y_t)`` keeps its
+    meaning, ``I(z_t, z_i)`` with ``diag(score_influence(X_train, y_train)) ==
+    self_influence_``, and the callers that pass no training rows (the cleanser's
+    ``method="eval_influence"``) are unchanged.
+
+    Examples
+    --------
+    >>> resolve_estimate("auto", None), resolve_estimate("auto", ([[0.0]], [0]))
+    ('exact', 'gradient')
+    >>> resolve_estimate("exact", ([[0.0]], [0]))
+    'exact'
+    """
+    if estimate == "auto":
+        return "gradient" if train_set is not None else "exact"
+    if estimate not in ESTIMATES:
+        raise ValueError(f"estimate must be one of {('auto', *ESTIMATES)}, got {estimate!r}.")
+    return estimate
 
 #: Factors = list over linear layers (forward order) of ``(a, delta, has_bias)``.
 Factors = list[tuple[torch.Tensor, torch.Tensor, bool]]

@@ -33,10 +33,10 @@ from .._constraints import StrOptions, int_interval, real_interval
 from ..diagnostics import fit_temperature, softmax_temperature, warn_if_unreliable
 from ..folds import key_fold, out_of_fold_logits
 from ..influence import (
-    ESTIMATES,
     gradient_factors,
     iter_gradient_influence_blocks,
     iter_influence_blocks,
+    resolve_estimate,
 )
 from ..keys import check_instance_keys
 from ..layers import tod_context, tod_modules
@@ -303,7 +303,7 @@ class BaseToDClassifier(TrainingLoopMixin, LabelEncodingMixin, PersistenceMixin,
         if not self.turn_over:
             raise ValueError(f"{what} needs turn-over dropout; this estimator has turn_over=False.")
 
-    def iter_influence(self, X_t: Any, y_t: Any, *, estimate: str = "exact",
+    def iter_influence(self, X_t: Any, y_t: Any, *, estimate: str = "auto",
                        train_set: tuple[Any, Any] | None = None
                        ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(target_rows, block)`` with ``block[a, i] = I(z_t[a], z_i)``.
@@ -312,8 +312,7 @@ class BaseToDClassifier(TrainingLoopMixin, LabelEncodingMixin, PersistenceMixin,
         so that a caller can reduce them (sum, top-k) in bounded memory.
         """
         self._require_tod("score_influence")
-        if estimate not in ESTIMATES:
-            raise ValueError(f"estimate must be one of {ESTIMATES}, got {estimate!r}.")
+        estimate = resolve_estimate(estimate, train_set)
         inputs = self._validate_X(X_t, reset=False)
         n_t = self._n_rows(inputs)
         y_enc = self._encode_y(y_t, n_t, fitting=False, name="y_t")
@@ -353,40 +352,43 @@ class BaseToDClassifier(TrainingLoopMixin, LabelEncodingMixin, PersistenceMixin,
         if n != n_fit:
             raise ValueError(f"train_set has {n} rows but the estimator was fitted on {n_fit}.")
         y_train = self._encode_y(train_set[1], n, fitting=False, name="train_set y")
-        keys = torch.as_tensor(self.train_keys_, device=self.device_)
 
-        def factors(data: Any, labels: np.ndarray, mode: str) -> Any:
+        def factors(data: Any, labels: np.ndarray) -> Any:
             def run(idx: np.ndarray) -> Any:
                 xb = self._batch(data, idx)
-                kb = keys[torch.as_tensor(idx, device=self.device_)] if mode == "seen" else None
 
                 def forward() -> torch.Tensor:
-                    with tod_context(kb, mode):
+                    with tod_context(None, "full"):
                         return self.module_.head(self.module_.trunk(xb))
                 yb = torch.as_tensor(labels[idx], device=self.device_)
                 return gradient_factors(self.module_, forward, yb)
             return run
 
+        # Both sides in the full network (issue 12 step 4: the row's seen sub-network
+        # scored 0.01-0.025 lower LDS on all 6 cells; results/influence/README.md).
         yield from iter_gradient_influence_blocks(
-            factors(inputs, y_enc, "full"), factors(train, y_train, "seen"),
+            factors(inputs, y_enc), factors(train, y_train),
             n_targets=y_enc.shape[0], n_train=n, pairs_per_batch=self._score_batch_size(),
             verbose=bool(self.verbose))
 
     def score_influence(self, X_t: Any, y_t: Any, reduce: str | None = None, *,
-                        estimate: str = "exact",
+                        estimate: str = "auto",
                         train_set: tuple[Any, Any] | None = None) -> np.ndarray:
         """Influence of every training instance on every target.
 
         ``estimate="exact"``: ``I(z_t, z_i) = L(z_t; flipped_i) - L(z_t; seen_i)``
-        with ``L`` the cross-entropy of the target's label ``y_t``.
-        ``estimate="gradient"``: the cosine between the target's first-layer loss
-        gradient (full network) and training row ``i``'s first-layer loss gradient
-        in its own seen sub-network, the only weights that row ever updated (see
+        with ``L`` the cross-entropy of the target's label ``y_t``, the paper's
+        estimate; ``diag(score_influence(X_train, y_train)) == self_influence_``.
+        ``estimate="gradient"``: the cosine between the first-layer loss gradients
+        of the target and of training row ``i``, both in the full network (see
         :mod:`tod_cleanse.influence`); it needs ``train_set``. It tracks retraining
-        far better than ``"exact"`` on every cell measured (LDS 0.25-0.69 against
+        far better than ``"exact"`` on every cell measured (LDS 0.26-0.71 against
         0.04-0.08, above TracIn with 4 checkpoints and TRAK-1;
         ``examples/benchmarks/results/influence/``), on another scale (a cosine,
-        not a loss difference). Either way,
+        not a loss difference). ``estimate="auto"`` (default): ``"gradient"`` when
+        ``train_set`` is given, else ``"exact"``
+        (:func:`~tod_cleanse.influence.resolve_estimate`): pass the training rows
+        for the faithful estimate. Either way,
         positive: training row ``i`` helped target ``t`` (removing it would raise
         the target's loss); negative: it hurt.
 
@@ -403,10 +405,11 @@ class BaseToDClassifier(TrainingLoopMixin, LabelEncodingMixin, PersistenceMixin,
         reduce : {None, "sum", "mean"}, default=None
             ``None`` returns the full matrix; ``"sum"``/``"mean"`` reduce over the
             targets in bounded memory and return one value per training row.
-        estimate : {"exact", "gradient"}, default="exact"
+        estimate : {"auto", "exact", "gradient"}, default="auto"
             Which estimate (see above).
         train_set : tuple (X_train, y_train), optional
-            The training rows, in fitting order; required by ``"gradient"``.
+            The training rows, in fitting order; required by ``"gradient"``, and
+            selects it under ``"auto"``.
 
         Returns
         -------
@@ -427,7 +430,7 @@ class BaseToDClassifier(TrainingLoopMixin, LabelEncodingMixin, PersistenceMixin,
         return total / max(count, 1) if reduce == "mean" else total
 
     def explain(self, X_t: Any, y_t: Any = None, k: int = 5,
-                label_filter: Any = None, *, estimate: str = "exact",
+                label_filter: Any = None, *, estimate: str = "auto",
                 train_set: tuple[Any, Any] | None = None) -> Any:
         """The top-``k`` helpful and harmful training rows of every target.
 
@@ -442,8 +445,9 @@ class BaseToDClassifier(TrainingLoopMixin, LabelEncodingMixin, PersistenceMixin,
             predicted labels.
         k : int, default=5
         label_filter : None, "predicted", "true", a class label or a list of them
-        estimate : {"exact", "gradient"}, default="exact"
-        train_set : tuple ``(X_train, y_train)``, optional (needed by ``"gradient"``)
+        estimate : {"auto", "exact", "gradient"}, default="auto"
+        train_set : tuple ``(X_train, y_train)``, optional (needed by ``"gradient"``;
+            selects it under ``"auto"``)
 
         Returns
         -------
