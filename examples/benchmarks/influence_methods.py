@@ -579,7 +579,7 @@ LABELS = {
     "flipped_cos_first_exact": "flipped sub-network Grad-Cos, first layer, exact error",
     "graddot_full_cos_first_exact": "Grad-Cos, full network, first layer, exact error",
     "graddot_full_cos_exact": "Grad-Cos, full network (all layers), exact error",
-    "tod_gradient": "package: estimate='gradient' (= sub-network Grad-Cos, first layer)",
+    "tod_gradient": "package: estimate='gradient' (= full-network Grad-Cos, first layer)",
     "input_cos_same": "input cosine, same label only (no model)",
     "tracin4_own": "TracIn, 4 ckpts (own factors)",
     "tracin4_cos_first": "TracIn-Cos, 4 ckpts, first layer, exact error (own)",
