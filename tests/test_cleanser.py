@@ -136,7 +136,8 @@ def test_threshold_and_auto(digits_small, fitted):
     assert by_threshold.n_dropped_ == int((by_threshold.scores_ < -2.0).sum())
     auto = ToDCleanser(ToDMLPClassifier(**EST)).fit(X, y_noisy)
     est = auto.estimator_
-    assert auto.n_dropped_ == estimate_issue_count(est.train_proba_, est.y_train_)
+    assert auto.n_dropped_ == estimate_issue_count(est.train_proba_, est.y_train_,
+                                                   est.oos_proba_)
     # the estimated count is in the right range for 10% noise (40 flipped rows)
     assert 0.5 * noisy.sum() <= auto.n_dropped_ <= 2 * noisy.sum()
 
@@ -149,6 +150,29 @@ def test_flag_issues_rules():
     assert flag_issues(s, drop_fraction=0.0)[1].sum() == 0
     with pytest.raises(ValueError, match="auto_count"):
         flag_issues(s)
+
+
+def test_two_view_count_needs_both_views_to_disagree():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 100)
+    truth = y.copy()
+    flipped = rng.choice(300, 60, replace=False)
+    y[flipped] = (truth[flipped] + 1) % 3
+    # both views see the true class of every row, confidently
+    sure = np.full((300, 3), 0.05)
+    sure[np.arange(300), truth] = 0.9
+    assert estimate_issue_count(sure, y, sure) == estimate_issue_count(sure, y) == 60
+    # the full network also errs on 40 clean rows that the other view gets right:
+    # one view alone counts them, both views do not
+    clean = np.setdiff1d(np.arange(300), flipped)
+    errs = rng.choice(clean, 40, replace=False)
+    full = sure.copy()
+    full[errs] = sure[errs][:, [2, 0, 1]]  # confidently the next class
+    one_view = estimate_issue_count(full, y)
+    assert one_view > 90
+    assert abs(estimate_issue_count(full, y, sure) - 60) <= 3
+    with pytest.raises(ValueError, match="oos_proba must have the shape"):
+        estimate_issue_count(full, y, sure[:, :2])
 
 
 def test_confident_joint_matches_cleanlab(fitted):

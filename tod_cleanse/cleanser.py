@@ -19,6 +19,7 @@ from .estimators.base import BaseToDClassifier
 from .scores import (
     DEFAULT_METHOD,
     METHODS,
+    auto_count_views,
     check_cleansing_params,
     cleansing_scores,
     select_issues,
@@ -103,9 +104,11 @@ class ToDCleanser(BaseCleaningSampler):
     drop_fraction : float or "auto", default="auto"
         Fraction of the training rows to drop (the lowest scores). ``"auto"``
         drops as many rows as confident learning estimates are mislabeled (the
-        off-diagonal mass of the calibrated confident joint of the full network's
-        ``train_proba_``, :func:`tod_cleanse.scores.estimate_issue_count`), choosing
-        them by ``method``'s ranking. Ignored when ``threshold`` is set.
+        off-diagonal mass of a calibrated confident joint in which a row is off its
+        label only where both the full network's ``train_proba_`` and the
+        out-of-sample ``oos_proba_`` are confident of another class,
+        :func:`tod_cleanse.scores.estimate_issue_count`), choosing them by
+        ``method``'s ranking. Ignored when ``threshold`` is set.
     threshold : float or None, default=None
         Drop every row whose score is below this value.
     eval_set : tuple (X_val, y_val) or None, default=None
@@ -224,7 +227,7 @@ class ToDCleanser(BaseCleaningSampler):
         self.method_ = method
         labels = est.y_train_
         scores = fitted_scores(est, method, self.eval_set)
-        rank, is_issue = select_issues(scores, labels, est.train_proba_,
+        rank, is_issue = select_issues(scores, labels, **auto_count_views(est),
                                        drop_fraction=drop_fraction, threshold=threshold)
         is_issue &= np.isin(np.asarray(y), list(self.sampling_strategy_))
         self.scores_ = scores

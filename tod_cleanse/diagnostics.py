@@ -141,7 +141,8 @@ def fit_warnings(estimator: Any) -> list[str]:
     * the out-of-sample accuracy on the given labels beats the majority-class
       rate by less than ``MIN_ACCURACY_GAIN`` of the way to 1: near chance;
     * the estimated number of label issues (the ``"auto"`` drop count:
-      :func:`tod_cleanse.scores.estimate_issue_count` on ``train_proba_``) is
+      :func:`tod_cleanse.scores.estimate_issue_count` on ``train_proba_`` and
+      ``oos_proba_``) is
       above ``MAX_ISSUE_FRACTION`` of the rows.
 
     Parameters
@@ -194,9 +195,10 @@ def fit_warnings(estimator: Any) -> list[str]:
             f"{floor:.3f} (majority-class rate {chance:.3f}); the flipped sub-networks "
             "cannot tell the classes apart"
         )
-    # the count ToDCleanser's drop_fraction="auto" uses (full network, in-sample)
+    # the count ToDCleanser's drop_fraction="auto" uses (both views)
     count_proba = getattr(estimator, "train_proba_", None)
-    count = estimate_issue_count(proba if count_proba is None else count_proba, labels)
+    count = (estimate_issue_count(proba, labels) if count_proba is None
+             else estimate_issue_count(count_proba, labels, proba))
     if count > MAX_ISSUE_FRACTION * n:
         reasons.append(
             f"estimated label issues above the bound: {count} of {n} rows "

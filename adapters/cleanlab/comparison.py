@@ -41,7 +41,12 @@ from sklearn.utils import _safe_indexing
 from tod_cleanse.cleanser import fitted_scores
 from tod_cleanse.estimators.base import BaseToDClassifier
 from tod_cleanse.noise import flip_labels
-from tod_cleanse.scores import METHODS, check_cleansing_params, select_issues
+from tod_cleanse.scores import (
+    METHODS,
+    auto_count_views,
+    check_cleansing_params,
+    select_issues,
+)
 
 from ._common import check_tod_estimator
 from .output import plot_pr_curves
@@ -236,7 +241,8 @@ def _run_tod(finders: _Finders, estimator: BaseToDClassifier, X: Any, y: Any,
     for m in methods:
         t1 = time.perf_counter()
         scores = fitted_scores(est, m, eval_set)
-        _, is_issue = select_issues(scores, est.y_train_, est.train_proba_, drop_fraction=drop)
+        _, is_issue = select_issues(scores, est.y_train_, **auto_count_views(est),
+                                    drop_fraction=drop)
         finders.add(f"tod:{m}", is_issue, -scores, 1, t_fit + time.perf_counter() - t1)
     return est, t_fit
 

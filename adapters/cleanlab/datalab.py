@@ -28,6 +28,7 @@ from tod_cleanse.cleanser import ToDCleanser, fitted_scores
 from tod_cleanse.estimators.base import BaseToDClassifier
 from tod_cleanse.scores import (
     DEFAULT_METHOD,
+    auto_count_views,
     check_cleansing_params,
     check_threshold,
     parse_drop_fraction,
@@ -402,7 +403,7 @@ def _find(cfg: dict[str, Any]) -> _Found:
     if cfg["fitted"]:
         est = cfg["estimator"]
         scores = fitted_scores(est, cfg["method"], cfg["eval_set"])
-        rank, is_issue = select_issues(scores, est.y_train_, est.train_proba_,
+        rank, is_issue = select_issues(scores, est.y_train_, **auto_count_views(est),
                                        drop_fraction=cfg["drop_fraction"],
                                        threshold=cfg["threshold"])
         return _Found(scores, rank, is_issue, _predicted_names(est, class_names, cfg["encoded"]),

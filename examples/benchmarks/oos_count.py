@@ -1,28 +1,32 @@
-"""Issue 11: candidate ``"auto"`` drop counts once the out-of-fold members exist.
+"""Issue 11: the ``"auto"`` drop count, candidates against the true number of flips.
 
-The package's count (:func:`tod_cleanse.scores.estimate_issue_count` on the full
-network's in-sample ``train_proba_``, column ``cj_full``) overshoots on Fashion-MNIST.
-With the members, ``oos_proba_`` is a cross-validation-quality out-of-sample view, so
-counts that read it, or both views, become candidates. For each cell of
-``oos_study.py`` (``--cells``), this fits the default ``ToDMLPClassifier`` once (seed
-0, one thread) and prints every candidate against the true number of flipped labels:
+For each cell of ``oos_study.py`` (``--cells``) and each ``--seeds`` (the seed draws
+both the label noise and the training), this fits the default ``ToDMLPClassifier``
+once (one thread) and prints every candidate count against the true number of
+flipped labels:
 
-* ``cj_full``: the package's count (calibrated confident joint on ``train_proba_``);
+* ``package``: the package's count, :func:`tod_cleanse.scores.estimate_issue_count`
+  on both views (``train_proba_`` and ``oos_proba_``): a row is off its label only
+  where *both* views confidently put it elsewhere (the full network's class);
+  calibration over the rows confident in either view;
+* ``cj_full``: the count before issue 11's round 4 (the calibrated confident joint
+  of ``train_proba_`` alone);
 * ``cj_oos``: the same on ``oos_proba_``;
 * ``cl_oos``: cleanlab's ``num_label_issues`` on ``oos_proba_`` (what a user of our
   one-run ``pred_probs`` gets from cleanlab);
 * ``cj_mean``: the calibrated confident joint on the mean of the two views;
-* ``both``: a calibrated joint in which a row is off its label only if *both* views
-  confidently put it elsewhere (the full network's class); calibration over the rows
-  confident in either view.
+* ``both_same``: as ``package``, but both views must name the same other class.
 
-Writes ``results/oos/count.md``. Not a package feature: the package's count is
-unchanged (see the study README, round 3).
+``--no-members`` fits with ``oos_folds=None`` (``oos_proba_`` is then the flipped
+sub-networks' view, as for the BERT and vision families) and writes
+``results/oos/count_no_members.md``; otherwise ``results/oos/count.md``.
 
 Usage::
 
-    nice -n 10 .venv/bin/python examples/benchmarks/oos_count.py --cells all
-    nice -n 10 .venv/bin/python examples/benchmarks/oos_count.py --cells fashion10k --append
+    nice -n 10 .venv/bin/python examples/benchmarks/oos_count.py --cells all --seeds 0,1
+    nice -n 10 .venv/bin/python examples/benchmarks/oos_count.py --cells fashion10k \
+        --seeds 0,1 --append
+    nice -n 10 .venv/bin/python examples/benchmarks/oos_count.py --cells all --no-members
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_lib as bl  # noqa: E402
 import oos_study as study  # noqa: E402
 
 from tod_cleanse import ToDMLPClassifier  # noqa: E402
@@ -47,11 +52,11 @@ from tod_cleanse.scores import (  # noqa: E402
 )
 
 
-def both_views(full: np.ndarray, oos: np.ndarray, labels: np.ndarray) -> int:
-    """Calibrated joint counting a row as off its label only where both views agree."""
+def two_views_same_class(full: np.ndarray, oos: np.ndarray, labels: np.ndarray) -> int:
+    """As the package's two-view count, but both views must name the same other class."""
     has_f, cls_f = _confident_classes(full, labels)
     has_o, cls_o = _confident_classes(oos, labels)
-    off = has_f & has_o & (cls_f != labels) & (cls_o != labels)
+    off = has_f & has_o & (cls_f != labels) & (cls_f == cls_o)
     return _calibrated_off_diagonal(labels, np.where(off, cls_f, labels), has_f | has_o,
                                    full.shape[1])
 
@@ -59,20 +64,35 @@ def both_views(full: np.ndarray, oos: np.ndarray, labels: np.ndarray) -> int:
 def candidates(full: np.ndarray, oos: np.ndarray, labels: np.ndarray) -> dict[str, int]:
     from cleanlab.count import num_label_issues
 
-    return {"cj_full": estimate_issue_count(full, labels),
+    return {"package": estimate_issue_count(full, labels, oos),
+            "cj_full": estimate_issue_count(full, labels),
             "cj_oos": estimate_issue_count(oos, labels),
             "cl_oos": int(num_label_issues(labels, oos)),
             "cj_mean": estimate_issue_count((full + oos) / 2, labels),
-            "both": both_views(full, oos, labels)}
+            "both_same": two_views_same_class(full, oos, labels)}
 
 
-def markdown(rows: list[dict]) -> str:
+def load_seeded_cell(c: dict, seed: int) -> tuple:
+    """``oos_study.load_cell`` with the label noise drawn from ``seed`` (0: the study's)."""
+    split, y, flipped = study.load_cell(c)
+    if seed and c["kind"] != "clean":
+        y, flipped = bl.inject_noise(split.y_train, c["rate"], c["kind"], split.name,
+                                     seed=seed)
+    return split, y, flipped
+
+
+def markdown(rows: list[dict], members: bool = True) -> str:
     names = list(rows[0]["counts"])
-    out = ["# Candidate `\"auto\"` counts with the out-of-fold members (issue 11)", "",
-           "Generated by `examples/benchmarks/oos_count.py` (default `ToDMLPClassifier`, "
-           "seed 0). Each count, then its error against the flipped labels (noisy "
-           "cells) or its share of the rows (clean cells). Targets: within +-20%; at "
-           "most 2% of the rows when no label is wrong.", "",
+    seeds = sorted({r.get("seed", 0) for r in rows})
+    what = ("with the out-of-fold members" if members else
+            "without members (`oos_folds=None`: `oos_proba_` is the flipped sub-networks')")
+    out = [f"# Candidate `\"auto\"` counts, {what} (issue 11)", "",
+           "Generated by `examples/benchmarks/oos_count.py` (default `ToDMLPClassifier`"
+           + ("" if members else ", `oos_folds=None`") + f", seeds {seeds}: the seed draws "
+           "the label noise and the training). Each count, then its error against the "
+           "flipped labels (noisy cells) or its share of the rows (clean cells). "
+           "Targets: within +-20%; at most 2% of the rows when no label is wrong. "
+           "`package` is the package's count (both views), `cj_full` the count before.", "",
            "| cell | flipped / rows | " + " | ".join(f"`{n}`" for n in names) + " |",
            "|---|---|" + "---|" * len(names)]
     met = {n: [0, 0, 0, 0] for n in names}
@@ -90,7 +110,8 @@ def markdown(rows: list[dict]) -> str:
                 cells.append(f"{v} ({v / n:.1%} of rows)")
                 met[name][2] += v / n <= 0.02
                 met[name][3] += 1
-        out.append(f"| {r['cell']} | {nf} / {n} | " + " | ".join(cells) + " |")
+        cell = r["cell"] + (f" @s{r['seed']}" if r.get("seed", 0) else "")
+        out.append(f"| {cell} | {nf} / {n} | " + " | ".join(cells) + " |")
     out.append("| **targets met** | | " + " | ".join(
         f"{a}/{b} noisy, {c}/{d} clean" for a, b, c, d in met.values()) + " |")
     return "\n".join(out) + "\n"
@@ -102,24 +123,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cells", default="all", help="as oos_study.py: digits, fashion, "
                     "fashion10k, overlap, clean or all")
     ap.add_argument("--append", action="store_true", help="keep the rows already stored")
+    ap.add_argument("--seeds", default="0", help="comma-separated seeds (noise and training)")
+    ap.add_argument("--no-members", action="store_true",
+                    help="fit with oos_folds=None (the flipped sub-networks' view)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    path = study.OUT / "count.json"
+    stem = "count_no_members" if args.no_members else "count"
+    path = study.OUT / f"{stem}.json"
     rows = json.loads(path.read_text()) if args.append and path.exists() else []
-    for c in study.cells(args.cells):
-        split, y, flipped = study.load_cell(c)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            est = ToDMLPClassifier(random_state=0, verbose=0).fit(split.X_train, y)
-        counts = candidates(est.train_proba_.astype(np.float64),
-                            est.oos_proba_.astype(np.float64), est.y_train_)
-        rows = [r for r in rows if r["cell"] != study.cell_name(c)]
-        rows.append({"cell": study.cell_name(c), "n": int(len(y)),
-                     "n_flipped": int(flipped.sum()), "counts": counts})
-        print(study.cell_name(c), int(flipped.sum()), counts, flush=True)
+    extra = {"oos_folds": None} if args.no_members else {}
+    for seed in (int(s) for s in args.seeds.split(",")):
+        for c in study.cells(args.cells):
+            split, y, flipped = load_seeded_cell(c, seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                est = ToDMLPClassifier(random_state=seed, verbose=0, **extra).fit(
+                    split.X_train, y)
+            counts = candidates(est.train_proba_.astype(np.float64),
+                                est.oos_proba_.astype(np.float64), est.y_train_)
+            name = study.cell_name(c)
+            rows = [r for r in rows if (r["cell"], r.get("seed", 0)) != (name, seed)]
+            rows.append({"cell": name, "seed": seed, "n": int(len(y)),
+                         "n_flipped": int(flipped.sum()), "counts": counts})
+            print(name, seed, int(flipped.sum()), counts, flush=True)
+    rows.sort(key=lambda r: (r["cell"], r.get("seed", 0)))
     path.write_text(json.dumps(rows, indent=1))
-    (study.OUT / "count.md").write_text(markdown(rows))
-    print(markdown(rows))
+    (study.OUT / f"{stem}.md").write_text(markdown(rows, members=not args.no_members))
+    print(markdown(rows, members=not args.no_members))
     return 0
 
 
