@@ -6,27 +6,33 @@ Two estimates:
     The paper's [1]_ ``L(z_t; flipped_i) - L(z_t; seen_i)``: two forward passes per pair,
     needs only the training keys.
 ``"gradient"`` (:func:`iter_gradient_influence_blocks`)
-    The cosine between the target's loss gradient (full network) and training row
-    ``i``'s loss gradient in its own sub-network ``seen_i`` (the only weights that
-    row ever updated), both taken on the weights and bias of the network's *first*
-    ``nn.Linear`` fed a 2-D input (for an MLP, the input layer). That layer's
-    per-row gradient is the outer product ``delta [a, 1]^T``, so a pair costs
+    The cosine between the target's loss gradient and training row ``i``'s loss
+    gradient, both in the full network (every unit, inference scaling), taken on the
+    weights and bias of the network's *first* ``nn.Linear`` fed a 2-D input (for an
+    MLP, the input layer). That layer's per-row gradient is the outer product
+    ``delta [a, 1]^T``, so a pair costs
     ``cos(delta_t, delta_i) * cos([a_t, 1], [a_i, 1])``; the output error
     ``softmax - onehot`` is computed in float64 with the label's entry written as
     minus the sum of the others, so that confidently fitted rows keep the direction
     of their (tiny) gradient. Needs the training rows.
 
     Why this form (linear datamodeling score, ``examples/benchmarks/results/influence/``):
-    the earlier estimate, the plain dot product over all layers, was dominated by the
-    few rows with large gradients and, on Fashion-MNIST, by the seen sub-network's
-    output error, which is a memorisation residual (training loss 0.01 in the seen
-    sub-network against 0.73 in the full network); LDS 0.054 there, below a
-    full-network Grad-Dot (0.184). Normalising the row's gradient (Grad-Cos,
-    [2]_, [3]_) and keeping the first layer (as [4]_ found for language models) gives
-    0.252 on that cell and 0.687 on digits (TracIn with 4 checkpoints: 0.198 and
-    0.519; TRAK-1: 0.139 and 0.122). A target's scores are scaled by a positive
-    constant (its own gradient norm), which changes no ranking within a target but
-    weighs every target alike under ``reduce="sum"``.
+    the earlier estimate, the plain dot product over all layers in the row's seen
+    sub-network, was dominated by the few rows with large gradients and, on
+    Fashion-MNIST, by the seen sub-network's output error, which is a memorisation
+    residual (training loss 0.01 in the seen sub-network against 0.73 in the full
+    network); LDS 0.054 there, below a full-network Grad-Dot (0.184). Normalising
+    the row's gradient (Grad-Cos, [2]_, [3]_) and keeping the first layer (as [4]_
+    found for language models) gives 0.25-0.26 on that cell and 0.69-0.71 on digits
+    (TracIn with 4 checkpoints: 0.198 and 0.519; TRAK-1: 0.139 and 0.122). Taking
+    the row's gradient in the full network rather than in its seen sub-network
+    (the form until issue 12 step 4) is higher on all 6 cells measured, by
+    0.005-0.036 paired over targets on 17 of 18 (cell, fit) pairs (the 18th: -0.0003),
+    and costs one pass without masks. The ToD masks therefore do not enter this
+    estimate; they do in ``"exact"``, in ``self_influence_`` and in ``oos_proba_``.
+    A target's scores are scaled by a positive constant (its own gradient norm),
+    which changes no ranking within a target but weighs every target alike under
+    ``reduce="sum"``.
 
 ``"exact"`` in blocks: for a block of targets ``T`` and a block of training keys ``K``, the
 mask-independent trunk output of each target is computed once, repeated ``|K|``
@@ -305,8 +311,8 @@ def iter_gradient_influence_blocks(
     Parameters
     ----------
     target_factors, train_factors : callable ``idx -> factors``
-        :func:`gradient_factors` of the targets (full network) and of the training
-        rows (each in its own seen sub-network) at positions ``idx``.
+        :func:`gradient_factors` of the targets and of the training rows at
+        positions ``idx`` (the package takes both in the full network).
     n_targets, n_train : int
     pairs_per_batch : int, default=4096
         Training rows per factor batch, and (target, row) pairs per block.
