@@ -45,7 +45,7 @@ import bench_lib as bl  # noqa: E402
 import oos_study as study  # noqa: E402
 
 from tod_cleanse import ToDMLPClassifier  # noqa: E402
-from tod_cleanse.scores import (  # noqa: E402
+from tod_cleanse.issue_count import (  # noqa: E402
     _calibrated_off_diagonal,
     _confident_classes,
     estimate_issue_count,
