@@ -160,3 +160,43 @@ def test_member_dropout_is_reproducible_and_pickles():
     m.eval()
     back = pickle.loads(pickle.dumps(m))
     assert torch.equal(back(x), m(x)) and torch.equal(copy.deepcopy(m)(x), m(x))
+
+
+@pytest.mark.parametrize("p", [0.5, 0.25, 0.8, 0.3])
+def test_dropout_scale_keeps_a_fraction_1_minus_p_and_is_reproducible_from_the_seed(p):
+    from tod_cleanse.folds import dropout_scale
+
+    s = dropout_scale((400, 640), p, torch.Generator().manual_seed(5))
+    kept = (s > 0).float().mean().item()
+    assert kept == pytest.approx(1 - p, abs=0.01)
+    assert s.mean().item() == pytest.approx(1.0, abs=0.02)  # unbiased: E[s] = 1
+    assert torch.equal(s, dropout_scale((400, 640), p, torch.Generator().manual_seed(5)))
+    assert not torch.equal(s, dropout_scale((400, 640), p, torch.Generator().manual_seed(6)))
+    # units are independent: neighbouring draws (packed in one byte) do not agree more
+    # often than chance
+    a, b = s.view(-1)[0::2] > 0, s.view(-1)[1::2] > 0
+    assert (a == b).float().mean().item() == pytest.approx(p**2 + (1 - p) ** 2, abs=0.01)
+    if p in (0.5, 0.25):  # dyadic rates are exact: the scale is 1 / (1 - p)
+        assert s.max().item() == pytest.approx(1 / (1 - p), rel=1e-6)
+    with pytest.raises(ValueError, match="p must be"):
+        dropout_scale((2, 2), 1.0)
+
+
+def test_member_dropout_draw_leaves_the_global_generator_alone():
+    m = OutOfFoldMembers(in_features=4, n_folds=3, width=16, n_classes=2, seed=7)
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    m(torch.randn(5, 4, generator=torch.Generator().manual_seed(1)))
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_member_logits_match_a_plain_per_member_computation():
+    """The transposed, in-place forward computes each member's ordinary MLP."""
+    proj = (torch.randn(12), torch.randn(12, 6))
+    m = OutOfFoldMembers(in_features=12, n_folds=3, width=5, n_classes=4, projection=proj).eval()
+    x = torch.randn(7, 12)
+    z = (x - proj[0]) @ proj[1]
+    for k in range(3):
+        h = F.relu(z @ m.weight1[:, 5 * k:5 * (k + 1)] + m.bias1[5 * k:5 * (k + 1)])
+        expected = h @ m.weight2[k] + m.bias2[k]
+        torch.testing.assert_close(m(x)[:, k], expected, rtol=1e-5, atol=1e-5)

@@ -31,10 +31,77 @@ from torch.nn import functional as F
 
 from .masks import hash32
 
-__all__ = ["OutOfFoldMembers", "MEMBER_INPUT_DIM", "input_projection", "key_fold", "member_loss",
-           "out_of_fold_logits"]
+__all__ = ["OutOfFoldMembers", "MEMBER_INPUT_DIM", "dropout_scale", "input_projection",
+           "key_fold", "member_loss", "out_of_fold_logits"]
 
 _FOLD_SALT = 0x2545F491
+
+
+def _dropout_table(p: float, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, int]:
+    """``(table, bits)``: row ``v`` of ``table`` is the dropout scale of the ``8 // bits``
+    draws packed in the random byte ``v`` (``bits`` bits each, lowest first)."""
+    bits = next((b for b in (1, 2, 4) if float(p * 2**b).is_integer()), 8)
+    levels = 2**bits
+    threshold = int(round(p * levels))  # p itself when it is a multiple of 1 / 2**bits
+    keep = 1.0 - threshold / levels
+    slots = torch.arange(0, 8, bits)
+    draws = (torch.arange(256)[:, None] >> slots) & (levels - 1)
+    table = (draws >= threshold).to(torch.float64) / keep
+    return table.to(device=device, dtype=dtype), bits
+
+
+def dropout_scale(shape: tuple[int, ...], p: float, generator: torch.Generator | None = None,
+                  device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
+                  table: tuple[torch.Tensor, int] | None = None) -> torch.Tensor:
+    """Ordinary dropout's scale: ``1 / (1 - p)`` with probability ``1 - p``, else 0.
+
+    The random bits are drawn in bulk, 64 at a time (one ``int64`` of
+    :func:`torch.randint`), and unpacked through a 256-row table: ``b`` bits a
+    draw, the fewest of 1, 2, 4, 8 for which ``p * 2**b`` is an integer (1 for
+    ``p = 0.5``), so the rate is exactly ``p`` for those and ``p`` rounded to a
+    multiple of 1/256 (scale ``1 / (1 - rounded p)``) otherwise. On one CPU thread
+    this costs a fifth to a quarter of ``torch.rand(shape) >= p`` for a
+    ``(64, 640)`` draw at ``p = 0.5`` (``examples/benchmarks/results/oos/README.md``,
+    round 4).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Shape of the scale tensor.
+    p : float
+        Drop rate in ``[0, 1)``.
+    generator : torch.Generator or None, default=None
+        Source of the random bits (torch's global generator when ``None``).
+    device, dtype : default=None, torch.float32
+        Device and dtype of the result (the generator's device by default).
+    table : tuple or None, default=None
+        A cached ``_dropout_table(p, device, dtype)`` (built when ``None``).
+
+    Returns
+    -------
+    torch.Tensor of shape ``shape``
+
+    Examples
+    --------
+    >>> import torch
+    >>> g = torch.Generator().manual_seed(0)
+    >>> s = dropout_scale((200, 500), 0.5, g)
+    >>> sorted(s.unique().tolist()), round((s == 0).float().mean().item(), 2)
+    ([0.0, 2.0], 0.5)
+    >>> bool(torch.equal(s, dropout_scale((200, 500), 0.5, torch.Generator().manual_seed(0))))
+    True
+    """
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"p must be in [0, 1), got {p!r}.")
+    if device is None:
+        device = generator.device if generator is not None else torch.device("cpu")
+    tbl, bits = table if table is not None else _dropout_table(p, torch.device(device), dtype)
+    n = math.prod(shape)
+    n_bytes = -(-n * bits // 8)
+    words = torch.randint(-(2**63), 2**63 - 1, (-(-n_bytes // 8),), generator=generator,
+                          device=device, dtype=torch.int64)
+    byte = words.view(torch.uint8)[:n_bytes].long()
+    return torch.index_select(tbl, 0, byte).view(-1)[:n].view(shape)
 
 
 def key_fold(keys: torch.Tensor, n_folds: int, seed: int = 0) -> torch.Tensor:
@@ -136,6 +203,7 @@ class OutOfFoldMembers(nn.Module):
     def __getstate__(self) -> dict:  # a torch.Generator does not pickle
         state = dict(self.__dict__)
         state["_generator"] = None
+        state.pop("_tables", None)
         return state
 
     def _dropout_generator(self, device: torch.device) -> torch.Generator:
@@ -147,19 +215,35 @@ class OutOfFoldMembers(nn.Module):
     def extra_repr(self) -> str:
         return f"n_folds={self.n_folds}, width={self.width}, p={self.p}"
 
+    def _scale_table(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, int]:
+        tables = self.__dict__.setdefault("_tables", {})
+        key = (device, dtype)
+        if key not in tables:
+            tables[key] = _dropout_table(self.p, device, dtype)
+        return tables[key]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Member logits, shape ``(B, K, n_classes)``."""
-        x = x.reshape(x.shape[0], -1)
-        if self.components is not None:
-            x = (x - self.center) @ self.components
-        h = F.relu(torch.addmm(self.bias1, x, self.weight1)).view(x.shape[0], self.n_folds,
-                                                                   self.width)
+        """Member logits, shape ``(B, K, n_classes)``.
+
+        Computed transposed (rows last: ``(K * width, B)``, then ``(K, n_classes, B)``):
+        on one CPU thread the narrow second layer is several times cheaper as
+        ``weight2^T @ h^T`` than as ``h @ weight2``; dropout and ReLU are applied in
+        place (``relu(z * s) = relu(z) * s`` for a scale ``s >= 0``). The result is a
+        ``(B, K, n_classes)`` view of the ``(K, n_classes, B)`` logits, which
+        :func:`member_loss` reads without a copy.
+        """
+        xt = x.reshape(x.shape[0], -1).t()
+        if self.components is not None:  # (x - center) @ components, transposed
+            offset = -(self.center @ self.components)
+            xt = torch.addmm(offset[:, None], self.components.t(), xt)
+        zt = torch.addmm(self.bias1[:, None], self.weight1.t(), xt)  # (K * width, B)
         if self.training and self.p > 0:
-            keep = torch.rand(h.shape, generator=self._dropout_generator(h.device),
-                              device=h.device) >= self.p
-            h = h * keep / (1.0 - self.p)
-        out = torch.baddbmm(self.bias2[:, None, :], h.transpose(0, 1), self.weight2)
-        return out.transpose(0, 1)
+            scale = dropout_scale(zt.shape, self.p, self._dropout_generator(zt.device),
+                                  zt.device, zt.dtype, self._scale_table(zt.device, zt.dtype))
+            zt = zt.mul_(scale)
+        ht = zt.relu_().view(self.n_folds, self.width, x.shape[0])
+        out = torch.baddbmm(self.bias2[:, :, None], self.weight2.transpose(1, 2), ht)
+        return out.permute(2, 0, 1)
 
 
 #: Inputs wider than this reach the members through a fixed PCA map to this many
@@ -221,11 +305,12 @@ def member_loss(logits: torch.Tensor, y: torch.Tensor, folds: torch.Tensor,
     1.3863
     """
     n, k, _ = logits.shape
-    ce = F.cross_entropy(logits.float().permute(0, 2, 1), y[:, None].expand(n, k),
-                         reduction="none")
-    trains = folds[:, None] != torch.arange(k, device=logits.device)[None, :]
-    per_row = (ce * trains).sum(1) / (k - 1)
-    return per_row.sum() if reduction == "sum" else per_row.mean()
+    # (K, n_classes, B): contiguous for the members' own (transposed) logits
+    logp = F.log_softmax(logits.float().permute(1, 2, 0), dim=1)
+    picked = logp.gather(1, y[None, None, :].expand(k, 1, n)).squeeze(1)  # (K, B)
+    trains = folds[None, :] != torch.arange(k, device=logits.device)[:, None]
+    total = -(picked * trains).sum() / (k - 1)
+    return total if reduction == "sum" else total / n
 
 
 def out_of_fold_logits(logits: torch.Tensor, folds: torch.Tensor) -> torch.Tensor:
