@@ -148,77 +148,47 @@ class TurnOverDropout(nn.Module):
     def extra_repr(self) -> str:
         return f"p={self.p}, layer_seed={self.layer_seed}, dim={self.dim}"
 
-    def cache_masks(self, keys: torch.Tensor | None, max_entries: int = 2**26,
-                    max_scale_entries: int = 2**24) -> None:
+    def cache_masks(self, keys: torch.Tensor | None, max_entries: int = 2**26) -> None:
         """Remember the masks of ``keys`` (the training set), or forget them (``None``).
 
         Training visits every key once per epoch; hashing its masks again each
         time costs as much as a small MLP's forward pass. The table (one bool per
         key and unit, built on the first forward pass) is only kept when it holds
         at most ``max_entries`` values; masks of other keys are hashed as usual.
-        Up to ``max_scale_entries`` values, the forward pass also keeps the table's
-        scales (``mask / keep`` in the input's dtype, per mode): a batch then reads
-        its scales in one lookup instead of converting and dividing its masks every
-        step (the same values). The cache is not part of the module's state (the
-        estimator clears it after training).
+        The cache is not part of the module's state (the estimator clears it
+        after training).
         """
         if keys is None:
             self._cache = None
             return
         self._cache = {"keys": torch.sort(keys.to(torch.int64)).values,
-                       "max_entries": int(max_entries),
-                       "max_scale_entries": int(max_scale_entries), "tables": {},
-                       "scales": {}}
-
-    def _cached_rows(self, keys: torch.Tensor,
-                     width: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """``(table, rows)``: the cached bool masks and the row of each key, or ``None``
-        (no cache, a table too large, or a key outside the cached ones)."""
-        cache = getattr(self, "_cache", None)
-        if cache is None or cache["keys"].numel() * width > cache["max_entries"]:
-            return None
-        if cache["keys"].device != keys.device:
-            cache["keys"] = cache["keys"].to(keys.device)
-        ck = cache["keys"]
-        table = cache["tables"].get((width, keys.device))
-        if table is None:
-            # Build it in chunks of ~1M entries: key_mask's int64 intermediates
-            # are 8x the size of the bool table it returns.
-            step = max(1, 2**20 // max(width, 1))
-            table = torch.cat([
-                key_mask(ck[i:i + step], width, self.p, self.layer_seed, self.seed,
-                         self.n_groups)
-                for i in range(0, ck.numel(), step)
-            ])
-            cache["tables"][(width, keys.device)] = table
-        pos = torch.searchsorted(ck, keys).clamp_(max=ck.numel() - 1)
-        return (table, pos) if bool((ck[pos] == keys).all()) else None
+                       "max_entries": int(max_entries), "tables": {}}
 
     def mask(self, keys: torch.Tensor, width: int, flipped: bool) -> torch.Tensor:
         """Boolean (B, width) mask of the seen or flipped sub-network."""
-        hit = self._cached_rows(keys, width)
-        if hit is not None:
-            m = hit[0][hit[1]]
-        else:
+        m = None
+        cache = getattr(self, "_cache", None)
+        if cache is not None and cache["keys"].numel() * width <= cache["max_entries"]:
+            ck = cache["keys"]
+            table = cache["tables"].get((width, keys.device))
+            if table is None:
+                ck = ck.to(keys.device)
+                # Build it in chunks of ~1M entries: key_mask's int64 intermediates
+                # are 8x the size of the bool table it returns.
+                step = max(1, 2**20 // max(width, 1))
+                table = torch.cat([
+                    key_mask(ck[i:i + step], width, self.p, self.layer_seed, self.seed,
+                             self.n_groups)
+                    for i in range(0, ck.numel(), step)
+                ])
+                cache["tables"][(width, keys.device)] = table
+            ck = ck.to(keys.device)
+            pos = torch.searchsorted(ck, keys).clamp_(max=ck.numel() - 1)
+            if bool((ck[pos] == keys).all()):
+                m = table[pos]
+        if m is None:
             m = key_mask(keys, width, self.p, self.layer_seed, self.seed, self.n_groups)
         return ~m if flipped else m
-
-    def _scale(self, keys: torch.Tensor, width: int, flipped: bool,
-               dtype: torch.dtype) -> torch.Tensor:
-        """``mask / keep`` of the batch in ``dtype``, from the cached scales when kept."""
-        keep = self.p if flipped else 1.0 - self.p
-        hit = self._cached_rows(keys, width)
-        if hit is None:
-            m = key_mask(keys, width, self.p, self.layer_seed, self.seed, self.n_groups)
-            return (~m if flipped else m).to(dtype) / keep
-        table, pos = hit
-        if table.numel() > self._cache["max_scale_entries"]:
-            return (~table[pos] if flipped else table[pos]).to(dtype) / keep
-        scales = self._cache["scales"]
-        key = (width, keys.device, dtype, flipped)
-        if key not in scales:
-            scales[key] = (~table if flipped else table).to(dtype) / keep
-        return scales[key][pos]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         state = _STATE.get()
@@ -240,7 +210,9 @@ class TurnOverDropout(nn.Module):
             )
         dim = self.dim % x.ndim
         flipped = state.mode == "flipped"
-        scale = self._scale(keys.to(x.device), x.shape[dim], flipped, x.dtype)
+        m = self.mask(keys.to(x.device), x.shape[dim], flipped)
+        keep = self.p if flipped else 1.0 - self.p
+        scale = m.to(x.dtype) / keep
         if self.training and self.inner_p > 0 and not flipped:
             inner = torch.rand_like(scale) >= self.inner_p
             scale = scale * inner.to(x.dtype) / (1.0 - self.inner_p)
