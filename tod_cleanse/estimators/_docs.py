@@ -13,7 +13,7 @@ import inspect
 import textwrap
 from typing import TypeVar
 
-__all__ = ["SHARED_PARAMETERS", "fill_shared_parameters"]
+__all__ = ["SHARED_PARAMETERS", "MEMBER_PARAMETERS", "fill_shared_parameters"]
 
 T = TypeVar("T", bound=type)
 
@@ -56,17 +56,34 @@ SHARED_PARAMETERS: dict[str, tuple[str, str]] = {
     "verbose": ("int", "``0`` silences the progress bars."),
 }
 
+#: The out-of-fold member parameters (the families that carry members), same format.
+MEMBER_PARAMETERS: dict[str, tuple[str, str]] = {
+    "oos_folds": ("int >= 2 or None",
+                  "Fold-structured turn-over dropout for the out-of-sample view "
+                  "(:mod:`tod_cleanse.folds`): every instance key is hashed into one of "
+                  "``oos_folds`` folds, and one small member network per fold (one hidden "
+                  "layer, no weight shared) is trained, in the same run and on the same "
+                  "batches, by every fold but its own. ``oos_proba_`` then comes from the "
+                  "member of the row's fold, a whole network that never saw the row (as in "
+                  "``oos_folds``-fold cross-validation), instead of the flipped "
+                  "sub-network. In the image families the members read the trunk's "
+                  "features (the input of the first ToD layer), detached: the trunk saw "
+                  "every row, but the members' loss never reaches it, so the ToD network "
+                  "trains as it would without them. ``None``: no members."),
+    "oos_width": ("int >= 1", "Hidden units of each out-of-fold member."),
+}
 
-def _entries(cls: type, indent: str) -> str:
+
+def _entries(cls: type, indent: str, doc: str = "") -> str:
     params = inspect.signature(cls.__init__).parameters
     lines: list[str] = []
-    for name, (kind, text) in SHARED_PARAMETERS.items():
-        if name not in params:
+    for name, (kind, text) in {**SHARED_PARAMETERS, **MEMBER_PARAMETERS}.items():
+        if name not in params or f"\n{indent}{name} : " in doc:  # the family documents it
             continue
         default = params[name].default
         head = kind if default is inspect.Parameter.empty else f"{kind}, default={default!r}"
         lines.append(f"{indent}{name} : {head}")
-        lines += textwrap.wrap(text, width=88 - len(indent) - 4,
+        lines += textwrap.wrap(text, width=88 - len(indent) - 4, break_on_hyphens=False,
                                initial_indent=indent + "    ", subsequent_indent=indent + "    ")
     return "\n".join(lines)
 
@@ -76,7 +93,8 @@ def fill_shared_parameters(cls: T) -> T:
 
     The placeholder must stand alone on its line; its indentation is kept. Each
     shared parameter that ``cls.__init__`` accepts gets its entry, with the
-    default that ``cls.__init__`` declares.
+    default that ``cls.__init__`` declares, unless the docstring documents it
+    itself.
 
     Examples
     --------
@@ -99,7 +117,7 @@ def fill_shared_parameters(cls: T) -> T:
     out = []
     for line in doc.splitlines():
         if line.strip() == PLACEHOLDER:
-            out.append(_entries(cls, line[: len(line) - len(line.lstrip())]))
+            out.append(_entries(cls, line[: len(line) - len(line.lstrip())], doc))
         else:
             out.append(line)
     cls.__doc__ = "\n".join(out)

@@ -56,10 +56,14 @@ class ToDNetwork(nn.Module):
     head : nn.Module
         Upper part, containing every :class:`~tod_cleanse.layers.TurnOverDropout`.
     members : nn.Module or None, default=None
-        Fold-structured members (:class:`~tod_cleanse.folds.OutOfFoldMembers`) fed
-        the same input as ``trunk``. In training mode :meth:`forward` then returns
-        ``(logits, member_logits)`` so that one (data-parallel) forward pass trains
-        both; in evaluation mode it returns the ToD network's logits only.
+        Fold-structured members (:class:`~tod_cleanse.folds.OutOfFoldMembers`). In
+        training mode :meth:`forward` then returns ``(logits, member_logits)`` so
+        that one (data-parallel) forward pass trains both; in evaluation mode it
+        returns the ToD network's logits only.
+    members_input : {"input", "trunk"}, default="input"
+        What the members read: the network's input (the MLP), or the trunk's
+        output, detached (the image families: the members' loss never reaches the
+        trunk, so the ToD network trains as it would without them).
 
     Examples
     --------
@@ -70,17 +74,25 @@ class ToDNetwork(nn.Module):
     """
 
     def __init__(self, trunk: nn.Module, head: nn.Module,
-                 members: nn.Module | None = None) -> None:
+                 members: nn.Module | None = None, members_input: str = "input") -> None:
         super().__init__()
+        if members_input not in ("input", "trunk"):
+            raise ValueError(f"members_input must be 'input' or 'trunk', got {members_input!r}.")
         self.trunk = trunk
         self.head = head
         self.members = members
+        self.members_input = members_input
 
     def forward(self, x: Any) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        logits = self.head(self.trunk(x))
+        h = self.trunk(x)
+        logits = self.head(h)
         if self.members is not None and self.training:
-            return logits, self.members(x)
+            return logits, self.member_logits(x, h)
         return logits
+
+    def member_logits(self, x: Any, h: Any) -> torch.Tensor:
+        """The members' logits ``(B, K, n_classes)`` for input ``x`` with trunk output ``h``."""
+        return self.members(h.detach() if self.members_input == "trunk" else x)
 
 
 def repeat_rows(h: Any, k: int) -> Any:

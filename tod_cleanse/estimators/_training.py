@@ -122,7 +122,14 @@ class TrainingLoopMixin:
         self.scaler_.scale(loss).backward()
         if self.grad_clip:
             self.scaler_.unscale_(self.optimizer_)
-            nn.utils.clip_grad_norm_(self.module_.parameters(), float(self.grad_clip))
+            # the ToD network and the members apart: the members' gradients never
+            # change how the ToD network's are clipped (it trains as without them)
+            members = getattr(self.module_, "members", None)
+            in_members = {id(q) for q in members.parameters()} if members is not None else set()
+            tod_params = [q for q in self.module_.parameters() if id(q) not in in_members]
+            nn.utils.clip_grad_norm_(tod_params, float(self.grad_clip))
+            if members is not None:
+                nn.utils.clip_grad_norm_(list(members.parameters()), float(self.grad_clip))
         self.scaler_.step(self.optimizer_)
         self.scaler_.update()
         self.scheduler_.step()

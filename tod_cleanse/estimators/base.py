@@ -231,7 +231,7 @@ class BaseToDClassifier(TrainingLoopMixin, LabelEncodingMixin, PersistenceMixin,
                 ls = self._head_logits(h, kb, "seen")
                 lf = self._head_logits(h, kb, "flipped")
                 seen[idx] = torch.softmax(ls, 1).cpu().numpy()
-                flipped[idx] = self._out_of_fold_logits(inputs, idx, kb, lf).cpu().numpy()
+                flipped[idx] = self._out_of_fold_logits(inputs, idx, kb, lf, h).cpu().numpy()
                 selfinf[idx] = (F.cross_entropy(lf, yb, reduction="none")
                                 - F.cross_entropy(ls, yb, reduction="none")).cpu().numpy()
         self.train_proba_ = full
@@ -249,15 +249,16 @@ class BaseToDClassifier(TrainingLoopMixin, LabelEncodingMixin, PersistenceMixin,
 
     @torch.no_grad()
     def _out_of_fold_logits(self, inputs: Any, idx: np.ndarray, keys: torch.Tensor,
-                            flipped: torch.Tensor) -> torch.Tensor:
+                            flipped: torch.Tensor, h: Any = None) -> torch.Tensor:
         """The out-of-sample logits of training rows ``idx``: from the member of their
         fold when the network has out-of-fold members (:mod:`tod_cleanse.folds`),
-        else the flipped sub-network's ``flipped``."""
+        else the flipped sub-network's ``flipped``. ``h``: the rows' trunk output."""
         members = getattr(self.module_, "members", None)
         if members is None:
             return flipped
         folds = key_fold(keys, members.n_folds, int(self.mask_seed))
-        return out_of_fold_logits(members(self._batch(inputs, idx)).float(), folds)
+        logits = self.module_.member_logits(self._batch(inputs, idx), h)
+        return out_of_fold_logits(logits.float(), folds)
 
     def _predict_batch_size(self) -> int:
         return max(int(self.batch_size), 256)

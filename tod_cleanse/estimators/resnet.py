@@ -13,11 +13,13 @@ from ..layers import TurnOverDropout
 from ._docs import fill_shared_parameters
 from .base import BaseToDClassifier, ToDNetwork
 from .vision import (
+    MEMBER_CONSTRAINTS,
     ImageInputMixin,
     adapt_first_conv,
     load_local_weights,
     tod_head,
     torchvision_models,
+    with_trunk_members,
 )
 
 __all__ = ["ToDResNetClassifier"]
@@ -135,6 +137,7 @@ seen_proba_, train_proba_, history_, n_features_in_, image_shape_, mean_, std_
 
     _parameter_constraints: dict = {
         **BaseToDClassifier._parameter_constraints,
+        **MEMBER_CONSTRAINTS,
         "arch": [StrOptions(set(_ARCHS))],
         "width_multiplier": [real_interval(0, None, closed="neither")],
         "classifier_width": [int_interval(0, None, closed="left"), None],
@@ -176,6 +179,8 @@ seen_proba_, train_proba_, history_, n_features_in_, image_shape_, mean_, std_
         device: str = "auto",
         random_state: int | None = None,
         verbose: int = 1,
+        oos_folds: int | None = 5,
+        oos_width: int = 128,
     ) -> None:
         self.arch = arch
         self.width_multiplier = width_multiplier
@@ -204,6 +209,8 @@ seen_proba_, train_proba_, history_, n_features_in_, image_shape_, mean_, std_
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.oos_folds = oos_folds
+        self.oos_width = oos_width
 
     def _default_lr_schedule(self) -> str:
         return "linear"
@@ -249,4 +256,7 @@ seen_proba_, train_proba_, history_, n_features_in_, image_shape_, mean_, std_
                 flat.append(mod)
         flat += [nn.AdaptiveAvgPool2d(1), nn.Flatten(1), *tod_head(c_out, width, n_classes, tod)]
         cut = next(i for i, m in enumerate(flat) if isinstance(m, TurnOverDropout))
-        return ToDNetwork(nn.Sequential(*flat[:cut]), nn.Sequential(*flat[cut:]))
+        net = ToDNetwork(nn.Sequential(*flat[:cut]), nn.Sequential(*flat[cut:]))
+        return with_trunk_members(net, n_classes, self._padded_shape(),
+                                  n_folds=self.oos_folds, width=self.oos_width,
+                                  enabled=self.turn_over)

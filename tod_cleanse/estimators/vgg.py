@@ -8,7 +8,7 @@ from .._constraints import StrOptions, int_interval, real_interval
 from ..layers import TurnOverDropout, insert_tod
 from ._docs import fill_shared_parameters
 from .base import BaseToDClassifier, ToDNetwork
-from .vision import ImageInputMixin, torchvision_models
+from .vision import MEMBER_CONSTRAINTS, ImageInputMixin, torchvision_models, with_trunk_members
 
 __all__ = ["ToDVGGClassifier"]
 
@@ -44,6 +44,7 @@ class ToDVGGClassifier(ImageInputMixin, BaseToDClassifier):
         ToD layer (``dim=1``) after each of the last ``k`` convolutions, which
         separates more of the network at the price of smaller sub-networks and
         a costlier influence computation (the shared trunk then ends lower).
+        The out-of-fold members (``oos_folds``) read the trunk's output, detached.
 
     Everything below the lowest ToD layer is the mask-independent *trunk*:
     :meth:`score_influence` computes it once per target and reuses it for every
@@ -117,6 +118,7 @@ class ToDVGGClassifier(ImageInputMixin, BaseToDClassifier):
 
     _parameter_constraints: dict = {
         **BaseToDClassifier._parameter_constraints,
+        **MEMBER_CONSTRAINTS,
         "arch": [StrOptions(set(_ARCHS))],
         "width_multiplier": [real_interval(0, None, closed="neither")],
         "classifier_width": [int_interval(2, None, closed="left"), None],
@@ -154,6 +156,8 @@ class ToDVGGClassifier(ImageInputMixin, BaseToDClassifier):
         device: str = "auto",
         random_state: int | None = None,
         verbose: int = 1,
+        oos_folds: int | None = 5,
+        oos_width: int = 128,
     ) -> None:
         self.arch = arch
         self.width_multiplier = width_multiplier
@@ -180,6 +184,8 @@ class ToDVGGClassifier(ImageInputMixin, BaseToDClassifier):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.oos_folds = oos_folds
+        self.oos_width = oos_width
 
     _min_side = 32  # five 2x2 max-pools need at least 32 pixels per side
 
@@ -237,4 +243,7 @@ class ToDVGGClassifier(ImageInputMixin, BaseToDClassifier):
                 features.insert(pos + 1, TurnOverDropout(dim=1, layer_seed=100 + j, **common))
         flat = [*features, avgpool, nn.Flatten(1), *classifier]
         cut = next(i for i, m in enumerate(flat) if isinstance(m, TurnOverDropout))
-        return ToDNetwork(nn.Sequential(*flat[:cut]), nn.Sequential(*flat[cut:]))
+        net = ToDNetwork(nn.Sequential(*flat[:cut]), nn.Sequential(*flat[cut:]))
+        return with_trunk_members(net, n_classes, self._padded_shape(),
+                                  n_folds=self.oos_folds, width=self.oos_width,
+                                  enabled=self.turn_over)

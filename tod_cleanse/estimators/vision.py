@@ -21,9 +21,63 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._constraints import int_interval
+from ..folds import OutOfFoldMembers
 from ..layers import TurnOverDropout
+from ._network import ToDNetwork
 
-__all__ = ["ImageInputMixin", "tod_head", "load_local_weights", "torchvision_models"]
+__all__ = ["ImageInputMixin", "tod_head", "load_local_weights", "torchvision_models",
+           "MEMBER_CONSTRAINTS", "with_trunk_members"]
+
+#: ``_parameter_constraints`` of the out-of-fold member parameters (image families).
+MEMBER_CONSTRAINTS: dict = {"oos_folds": [None, int_interval(2, None, closed="left")],
+                            "oos_width": [int_interval(1, None, closed="left")]}
+
+
+def with_trunk_members(net: ToDNetwork, n_classes: int, input_shape: tuple[int, ...], *,
+                       n_folds: int | None, width: int, enabled: bool = True) -> ToDNetwork:
+    """``net`` with out-of-fold members on its trunk's detached features.
+
+    The members (:class:`~tod_cleanse.folds.OutOfFoldMembers`) read the flattened
+    trunk output; its width comes from one forward pass of a zero batch in
+    evaluation mode (batch-norm statistics are left untouched). Their weights come
+    from their own generator, so the ToD network is initialised as without them.
+
+    Parameters
+    ----------
+    net : ToDNetwork
+        An image family's network (trunk, head).
+    n_classes : int
+    input_shape : tuple of int
+        ``(C, H, W)`` of the network input.
+    n_folds : int or None
+        Number of folds (members); ``None`` returns ``net`` unchanged.
+    width : int
+        Hidden units of each member.
+    enabled : bool, default=True
+        ``False`` (no turn-over dropout) returns ``net`` unchanged.
+
+    Returns
+    -------
+    ToDNetwork
+
+    Examples
+    --------
+    >>> net = ToDNetwork(nn.Sequential(nn.Flatten(1), nn.Linear(12, 6)), nn.Linear(6, 2))
+    >>> out = with_trunk_members(net, 2, (3, 2, 2), n_folds=5, width=8)
+    >>> out.members_input, out.members.n_folds, out.train()(torch.zeros(4, 3, 2, 2))[1].shape
+    ('trunk', 5, torch.Size([4, 5, 2]))
+    """
+    if not (enabled and n_folds):
+        return net
+    was_training = net.trunk.training
+    net.trunk.eval()
+    with torch.no_grad():
+        dim = int(math.prod(net.trunk(torch.zeros(2, *input_shape)).shape[1:]))
+    net.trunk.train(was_training)
+    members = OutOfFoldMembers(dim, int(n_folds), int(width), n_classes,
+                               seed=torch.initial_seed() % 2**31)
+    return ToDNetwork(net.trunk, net.head, members, members_input="trunk")
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,164 @@
+"""Issue 11: an out-of-sample view for the VGG family, against 5-fold cross-validation.
+
+The MLP's out-of-fold members (:mod:`tod_cleanse.folds`) read the raw input. The VGG
+family has none: its ``oos_proba_`` is the flipped sub-network of the ToD head, on a
+convolutional trunk that every row trained. This study fits run.py's CPU-sized VGG
+(``vgg_factory``) on the full suite's Fashion-MNIST 10k cells and compares the
+out-of-sample views one run can give:
+
+* ``flipped``: the VGG's ``oos_proba_`` without members (``oos_folds=None``: the
+  flipped head sub-network; the family's only view before this study);
+* ``members-trunk``: the package's members on the image families (``oos_folds=5,
+  oos_width=128``): five out-of-fold members (one hidden layer of 128) on the
+  *detached* trunk features (the input of the first ToD layer): the members learn
+  nothing into the trunk, but the trunk saw every row;
+* ``members-pixels``: the MLP's members on a fixed 64-dimensional PCA of the
+  standardised pixels (:func:`tod_cleanse.folds.input_projection`): a whole network
+  that never saw the row, but a weaker model than the VGG;
+* ``members-mean``: the mean of the two members' views (both fits' CPU; needs
+  ``members-trunk`` and ``members-pixels`` before it in ``--designs``);
+* ``cv5``: cleanlab's yardstick, 5-fold CV ``pred_probs`` of the same VGG without ToD.
+
+For each: ``find_label_issues`` flagged / precision / recall, the AP of
+``get_label_quality_scores``, the accuracy on the clean training rows, and the CPU
+seconds of the run (one torch thread). Writes ``results/oos/vision.md`` (rows kept
+in ``vision.json``).
+
+Usage (repository root; Fashion-MNIST from ``make data``)::
+
+    nice -n 5 .venv/bin/python examples/benchmarks/oos_vision.py --cells uniform20,class20
+    nice -n 5 .venv/bin/python examples/benchmarks/oos_vision.py --cells uniform10 --append
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_lib as bl  # noqa: E402
+import oos_study as study  # noqa: E402
+import run  # noqa: E402
+
+from tod_cleanse import ToDVGGClassifier  # noqa: E402
+from tod_cleanse.estimators._network import ToDNetwork  # noqa: E402
+from tod_cleanse.folds import OutOfFoldMembers, input_projection  # noqa: E402
+
+OUT = study.OUT
+N_FOLDS, WIDTH = 5, 128
+
+
+class _VGGPixelMembers(ToDVGGClassifier):
+    """run.py's VGG with the MLP's members: on a fixed PCA map of the standardised pixels."""
+
+    def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
+        arr = super()._validate_X(X, reset=reset)
+        if reset:
+            self.oos_projection_ = input_projection(arr.reshape(len(arr), -1))
+        return arr
+
+    def _build_module(self, n_classes: int) -> ToDNetwork:
+        net = super()._build_module(n_classes)
+        members = OutOfFoldMembers(int(np.prod(self._padded_shape())), N_FOLDS, WIDTH,
+                                   n_classes, projection=self.oos_projection_,
+                                   seed=torch.initial_seed() % 2**31)
+        return ToDNetwork(net.trunk, net.head, members, members_input="input")
+
+
+def _tod_fit(cls: type, split: bl.Split, y: np.ndarray, seed: int,
+             **params: Any) -> tuple[np.ndarray, float]:
+    base = run.vgg_factory()
+    est = cls(**base.get_params()).set_params(random_state=seed, **params)
+    t0 = time.process_time()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(split.X_train, y)
+    return est.oos_proba_.astype(np.float64), time.process_time() - t0
+
+
+def run_cell(kind: str, rate: float, seed: int, designs: list[str],
+             save: str | None = None) -> list[dict]:
+    split = bl.load_fashion_mnist_split(n_train=10_000, n_test=2000)
+    y, flipped = bl.inject_noise(split.y_train, rate, kind, split.name, seed=seed)
+    cell = f"fashion_mnist-10000-vgg-{kind}{int(round(100 * rate))}"
+    views = {"flipped": (ToDVGGClassifier, {"oos_folds": None}),
+             "members-trunk": (ToDVGGClassifier, {"oos_folds": N_FOLDS, "oos_width": WIDTH}),
+             "members-pixels": (_VGGPixelMembers, {"oos_folds": None})}
+    rows, preds, cpus = [], {}, {}
+    for name in designs:
+        if name == "members-mean":  # the two members' views of this run, averaged
+            pred = (preds["members-trunk"] + preds["members-pixels"]) / 2
+            cpu = cpus["members-trunk"] + cpus["members-pixels"]
+        elif name == "cv5":
+            t0 = time.process_time()
+            pred, _, _ = bl.cv_pred_probs(run.vgg_factory(), split.X_train, y, seed)
+            cpu = time.process_time() - t0
+        else:
+            cls, params = views[name]
+            pred, cpu = _tod_fit(cls, split, y, seed, **params)
+        preds[name], cpus[name] = pred, cpu
+        if save:
+            np.savez(Path(save) / f"{cell}@s{seed}-{name}.npz", pred=pred, y=y, flipped=flipped)
+        res = {"cell": cell, "seed": seed, "design": name, "cpu_s": cpu,
+               **study.cleanlab_metrics(y, pred, flipped)}
+        print(json.dumps(res), flush=True)
+        rows.append(res)
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    out = ["# An out-of-sample view for the VGG family (issue 11)", "",
+           "Generated by `examples/benchmarks/oos_vision.py`: run.py's CPU-sized VGG11-BN "
+           "(`vgg_factory`) on the full suite's Fashion-MNIST 10k cells; cleanlab's "
+           "`find_label_issues` and `get_label_quality_scores` on each out-of-sample view, "
+           "accuracy on the clean training rows, CPU seconds of the whole run (one thread).",
+           "", "| cell | view | flagged | precision | recall | AP | clean-row acc | CPU s |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        cell = r["cell"] + (f" @s{r['seed']}" if r["seed"] else "")
+        out.append(f"| {cell} | `{r['design']}` | {r['n_flagged']} | {r['precision']:.3f} | "
+                   f"{r['recall']:.3f} | {r['ap_quality']:.3f} | {r['acc_clean']:.3f} | "
+                   f"{r['cpu_s']:.0f} |")
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--cells", default="uniform20,class20",
+                    help="comma-separated: uniform10, uniform20, uniform40, class20")
+    ap.add_argument("--designs", default="flipped,members-trunk,members-pixels,cv5")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--append", action="store_true", help="keep the rows already stored")
+    ap.add_argument("--save-probs", metavar="DIR", help="also write each view's pred_probs "
+                    "(with the labels and the flip mask) to DIR/<cell>@s<seed>-<view>.npz")
+    args = ap.parse_args(argv)
+    if not bl.fashion_mnist_available():
+        print(f"Fashion-MNIST is not installed; run: {bl.FMNIST_INSTALL}", file=sys.stderr)
+        return 1
+    torch.set_num_threads(1)
+    path = OUT / "vision.json"
+    rows = json.loads(path.read_text()) if args.append and path.exists() else []
+    designs = args.designs.split(",")
+    for cell in args.cells.split(","):
+        kind = "class" if cell.startswith("class") else "uniform"
+        rate = int(cell[len(kind):]) / 100
+        new = run_cell(kind, rate, args.seed, designs, args.save_probs)
+        keys = {(r["cell"], r["seed"], r["design"]) for r in new}
+        rows = [r for r in rows if (r["cell"], r["seed"], r["design"]) not in keys] + new
+        path.write_text(json.dumps(rows, indent=1))
+        (OUT / "vision.md").write_text(markdown(rows))
+    print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
