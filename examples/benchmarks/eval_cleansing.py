@@ -64,10 +64,12 @@ EXACT = "ToD eval_influence, exact (paper)"
 GRADIENT = "ToD eval_influence, gradient"
 SEEN_ROW = "gradient, row in its seen sub-network (the package's form until step 4)"
 VARIANT = "gradient, validation-loss gradient (not in the package)"
+VARIANT_FULL = "validation-loss gradient, row in the full network (not in the package)"
 ORACLE = "oracle: 1% of the flipped labels (noisy cells; a ceiling)"
 #: ``--methods`` short names.
 SHORT = {"none": NONE, "random": RANDOM, "oracle": ORACLE, "exact": EXACT,
-         "gradient": GRADIENT, "seen_row": SEEN_ROW, "variant": VARIANT}
+         "gradient": GRADIENT, "seen_row": SEEN_ROW, "variant": VARIANT,
+         "variant_full": VARIANT_FULL}
 PAPER = "paper [1]: no cleansing 77.0, drop 1% most harmful 78.3, drop 1% at random 76.8"
 
 
@@ -98,11 +100,12 @@ def load(cell: str) -> tuple[bl.Split, np.ndarray]:
 
 
 def validation_loss_gradient(model: ToDMLPClassifier, X: np.ndarray, y: np.ndarray,
-                             X_val: np.ndarray, y_val: np.ndarray) -> np.ndarray:
+                             X_val: np.ndarray, y_val: np.ndarray,
+                             row_mode: str = "seen") -> np.ndarray:
     """``(sum_v g_v) . g_i / |g_i|`` over the first layer's loss gradients (module doc):
     positive = row ``i`` helps the summed validation loss, like ``score_influence``."""
     (av, dv, bias), = im.error_factors(model, X_val, y_val, exact=True)[:1]
-    (ai, di, _), = im.error_factors(model, X, y, "seen", model.train_keys_, exact=True)[:1]
+    (ai, di, _), = im.error_factors(model, X, y, row_mode, model.train_keys_, exact=True)[:1]
     if bias:
         av = torch.cat([av, torch.ones(len(av), 1, dtype=av.dtype)], 1)
         ai = torch.cat([ai, torch.ones(len(ai), 1, dtype=ai.dtype)], 1)
@@ -128,6 +131,7 @@ def rankings(model: ToDMLPClassifier, X: np.ndarray, y: np.ndarray,
                                                 train_set=(X, y)),
         SEEN_ROW: lambda: im.grad_variant(ctx, "seen", "first", "all", exact=True).sum(0),
         VARIANT: lambda: validation_loss_gradient(model, X, y, *val),
+        VARIANT_FULL: lambda: validation_loss_gradient(model, X, y, *val, row_mode="full"),
     }
 
 
@@ -244,8 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     path = OUT / f"{args.out}.json"
     results = json.loads(path.read_text()) if path.exists() else {}
     if args.merge:  # runs in parallel write their own files; fold them into --out
-        for stem in args.merge.split(","):
-            results.update(json.loads((OUT / f"{stem}.json").read_text()))
+        for stem in args.merge.split(","):  # same cell in two files: their rankings join
+            for key, res in json.loads((OUT / f"{stem}.json").read_text()).items():
+                if key not in results:
+                    results[key] = res
+                    continue
+                results[key]["accuracy"].update(res["accuracy"])
+                results[key].setdefault("noisy_dropped", {}).update(res.get("noisy_dropped", {}))
         path.write_text(json.dumps(results, indent=1))
         (OUT / f"{args.out}.md").write_text(to_markdown(results))
         return 0
