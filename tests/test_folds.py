@@ -200,3 +200,45 @@ def test_member_logits_match_a_plain_per_member_computation():
         h = F.relu(z @ m.weight1[:, 5 * k:5 * (k + 1)] + m.bias1[5 * k:5 * (k + 1)])
         expected = h @ m.weight2[k] + m.bias2[k]
         torch.testing.assert_close(m(x)[:, k], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_cached_projected_inputs_give_the_members_the_same_training_step():
+    from tod_cleanse.layers import tod_context
+
+    rng = np.random.default_rng(0)
+    X = torch.as_tensor(rng.normal(size=(40, 12)), dtype=torch.float32)
+    keys = torch.arange(100, 140)
+    proj = (torch.randn(12), torch.randn(12, 6))
+    plain = OutOfFoldMembers(12, 3, 5, 4, projection=proj, seed=3)
+    cached = OutOfFoldMembers(12, 3, 5, 4, projection=proj, seed=3)
+    cached.cache_inputs(keys, X)
+    idx = torch.tensor([7, 3, 30, 12])
+    with tod_context(keys[idx], "seen"):
+        torch.testing.assert_close(cached(X[idx]), plain(X[idx]), rtol=1e-5, atol=1e-5)
+    with tod_context(torch.tensor([7, 999]), "seen"):  # a key it does not hold: computed
+        assert cached._cached_projection(X[:2]) is None
+    assert cached._cached_projection(X[idx]) is None  # outside a tod_context
+    assert "_input_cache" not in cached.__getstate__()
+    cached.cache_inputs(None)
+    assert cached._input_cache is None
+
+
+def test_the_mlp_caches_the_members_projected_inputs_for_training_only(monkeypatch):
+    from tod_cleanse.folds import MEMBER_INPUT_DIM
+
+    seen = []
+    orig = OutOfFoldMembers._cached_projection
+
+    def spy(self, x):
+        out = orig(self, x)
+        if self.training:
+            seen.append(out is not None)
+        return out
+
+    monkeypatch.setattr(OutOfFoldMembers, "_cached_projection", spy)
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(96, MEMBER_INPUT_DIM + 8)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    est = _fit(X, y)
+    assert seen and all(seen)  # every training step read the cache
+    assert est.module_.members._input_cache is None  # cleared after training

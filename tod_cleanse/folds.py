@@ -23,12 +23,14 @@ the ToD network (:func:`tod_cleanse.influence.gradient_factors`) never see them.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .layers import context_keys
 from .masks import hash32
 
 __all__ = ["OutOfFoldMembers", "MEMBER_INPUT_DIM", "dropout_scale", "input_projection",
@@ -204,6 +206,7 @@ class OutOfFoldMembers(nn.Module):
         state = dict(self.__dict__)
         state["_generator"] = None
         state.pop("_tables", None)
+        state.pop("_input_cache", None)
         return state
 
     def _dropout_generator(self, device: torch.device) -> torch.Generator:
@@ -222,6 +225,57 @@ class OutOfFoldMembers(nn.Module):
             tables[key] = _dropout_table(self.p, device, dtype)
         return tables[key]
 
+    @torch.no_grad()
+    def cache_inputs(self, keys: torch.Tensor | None, X: Any = None,
+                     max_entries: int = 2**24) -> None:
+        """Remember the projected inputs of the training rows, or forget them (``None``).
+
+        With a projection, a training step then reads its rows' projected inputs by
+        key (the keys of the active :func:`~tod_cleanse.layers.tod_context`) instead
+        of multiplying the batch by ``components``: on Fashion-MNIST that product was
+        the members' largest operation. Only for batches that are the rows of ``X``
+        as they are (the estimator does not call it when it augments batches); kept
+        when it holds at most ``max_entries`` values. Not part of the module's state.
+
+        Parameters
+        ----------
+        keys : torch.Tensor of int64, shape (n,), or None
+            Unique instance keys of the rows of ``X``.
+        X : array-like of shape (n, in_features)
+            The inputs the members are fed in training, row ``i`` with key ``keys[i]``.
+        max_entries : int, default=2**24
+            Largest cache (``n * projected width`` values).
+        """
+        self.__dict__["_input_cache"] = None
+        if keys is None or self.components is None:
+            return
+        n = int(keys.shape[0])
+        if n == 0 or n * int(self.components.shape[1]) > max_entries:
+            return
+        sorted_keys, order = torch.sort(keys.to(self.components.device, torch.int64))
+        if bool((sorted_keys[1:] == sorted_keys[:-1]).any()):
+            return
+        X = torch.as_tensor(X).to(self.components.device, self.components.dtype)
+        X = X.reshape(n, -1)[order.to(X.device)]
+        offset = -(self.center @ self.components)
+        step = max(1, 2**20 // X.shape[1])
+        rows = torch.cat([torch.addmm(offset, X[i:i + step], self.components)
+                          for i in range(0, n, step)])
+        self.__dict__["_input_cache"] = (sorted_keys, rows)
+
+    def _cached_projection(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The batch's projected inputs, transposed, from :meth:`cache_inputs`, else None."""
+        cache = self.__dict__.get("_input_cache")
+        keys = context_keys() if cache is not None and self.training else None
+        if keys is None or keys.shape[0] != x.shape[0]:
+            return None
+        sorted_keys, rows = cache
+        keys = keys.to(sorted_keys.device)
+        pos = torch.searchsorted(sorted_keys, keys).clamp_(max=sorted_keys.numel() - 1)
+        if not bool((sorted_keys[pos] == keys).all()):
+            return None
+        return rows[pos].t()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Member logits, shape ``(B, K, n_classes)``.
 
@@ -234,8 +288,12 @@ class OutOfFoldMembers(nn.Module):
         """
         xt = x.reshape(x.shape[0], -1).t()
         if self.components is not None:  # (x - center) @ components, transposed
-            offset = -(self.center @ self.components)
-            xt = torch.addmm(offset[:, None], self.components.t(), xt)
+            cached = self._cached_projection(x)
+            if cached is not None:
+                xt = cached
+            else:
+                offset = -(self.center @ self.components)
+                xt = torch.addmm(offset[:, None], self.components.t(), xt)
         zt = torch.addmm(self.bias1[:, None], self.weight1.t(), xt)  # (K * width, B)
         if self.training and self.p > 0:
             scale = dropout_scale(zt.shape, self.p, self._dropout_generator(zt.device),

@@ -33,7 +33,8 @@ from torch.nn import functional as F
 
 from .masks import key_mask
 
-__all__ = ["TurnOverDropout", "tod_context", "insert_tod", "tod_modules", "MODES"]
+__all__ = ["TurnOverDropout", "tod_context", "context_keys", "insert_tod", "tod_modules",
+           "MODES"]
 
 MODES = ("seen", "flipped", "full")
 
@@ -86,6 +87,22 @@ def tod_context(keys: torch.Tensor | None, mode: str, cycle: bool = False) -> It
         yield
     finally:
         _STATE.reset(token)
+
+
+def context_keys() -> torch.Tensor | None:
+    """Instance keys of the active :func:`tod_context` (``None`` outside one).
+
+    Examples
+    --------
+    >>> import torch
+    >>> with tod_context(torch.tensor([4, 2]), "seen"):
+    ...     context_keys().tolist()
+    [4, 2]
+    >>> context_keys() is None
+    True
+    """
+    state = _STATE.get()
+    return None if state is None else state.keys
 
 
 class TurnOverDropout(nn.Module):

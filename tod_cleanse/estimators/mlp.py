@@ -182,6 +182,21 @@ class ToDMLPClassifier(BaseToDClassifier):
                                     else None)
         return X
 
+    def _fit_loop(self, inputs: Any, y_enc: np.ndarray, keys: np.ndarray,
+                  rng: np.random.Generator) -> None:
+        members = getattr(self.module_, "members", None)
+        # The members' projected inputs, once per fit (batches are rows of `inputs` as
+        # they are, unless a subclass augments them).
+        cache = (members is not None and type(self)._augment is BaseToDClassifier._augment
+                 and getattr(self.module_, "members_input", "input") == "input")
+        if cache:
+            members.cache_inputs(torch.as_tensor(keys, device=self.device_), inputs)
+        try:
+            super()._fit_loop(inputs, y_enc, keys, rng)
+        finally:
+            if cache:
+                members.cache_inputs(None)
+
     def _build_module(self, n_classes: int) -> ToDNetwork:
         sizes = tuple(int(h) for h in np.atleast_1d(self.hidden_layer_sizes))
         if not sizes or min(sizes) < 1:
