@@ -194,7 +194,7 @@ def to_markdown(results: dict) -> str:
              "|---|---|---|" + "---|" * len(names)]
     for cell, r in results.items():
         acc = r["accuracy"]
-        lines.append(f"| {cell} | {len(acc['no cleansing']['per_seed'])} | {r['n_train']} "
+        lines.append(f"| {cell} | {len(next(iter(acc.values()))['per_seed'])} | {r['n_train']} "
                      f"({r['k']}) | " + " | ".join(
                          _pm(acc[m]["per_seed"]) if m in acc else "-" for m in names) + " |")
     lines += ["", "Paired by retraining seed: accuracy of each ranking minus no cleansing / "
