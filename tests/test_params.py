@@ -62,13 +62,18 @@ def test_shared_parameters_are_documented_once_with_each_family_default():
     assert doc.count("oos_folds :") == 1  # the MLP documents its members itself
 
 
-def test_image_families_document_their_members_once():
-    from tod_cleanse import ToDResNetClassifier, ToDVGGClassifier, ToDViTClassifier
+def test_member_families_document_their_members_once():
+    from tod_cleanse import (
+        ToDResNetClassifier,
+        ToDTextClassifier,
+        ToDVGGClassifier,
+        ToDViTClassifier,
+    )
+    from tod_cleanse._constraints import MEMBER_CONSTRAINTS
     from tod_cleanse.estimators._docs import MEMBER_PARAMETERS
-    from tod_cleanse.estimators.vision import MEMBER_CONSTRAINTS
 
     assert set(MEMBER_PARAMETERS) == set(MEMBER_CONSTRAINTS)
-    for cls in (ToDVGGClassifier, ToDResNetClassifier, ToDViTClassifier):
+    for cls in (ToDVGGClassifier, ToDResNetClassifier, ToDViTClassifier, ToDTextClassifier):
         assert set(MEMBER_CONSTRAINTS) <= set(cls._parameter_constraints)
         assert cls.__doc__.count("oos_folds : int >= 2 or None, default=5") == 1, cls
         assert cls.__doc__.count("oos_width : int >= 1, default=128") == 1, cls

@@ -19,7 +19,8 @@ from typing import Any, Literal
 import numpy as np
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
-__all__ = ["HasMethods", "Interval", "StrOptions", "int_interval", "real_interval"]
+__all__ = ["HasMethods", "Interval", "StrOptions", "int_interval", "real_interval",
+           "MEMBER_CONSTRAINTS"]
 
 
 class _NotBool(Interval):
@@ -59,3 +60,9 @@ def real_interval(left: float | None, right: float | None,
     (True, False, False)
     """
     return _NotBool(Real, left, right, closed=closed)
+
+
+#: ``_parameter_constraints`` of the out-of-fold member parameters (``oos_folds``,
+#: ``oos_width``) of the families that carry members beyond the MLP.
+MEMBER_CONSTRAINTS: dict = {"oos_folds": [None, int_interval(2, None, closed="left")],
+                            "oos_width": [int_interval(1, None, closed="left")]}

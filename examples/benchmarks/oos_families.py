@@ -1,33 +1,40 @@
-"""Issue 11: an out-of-sample view for the VGG family, against 5-fold cross-validation.
+"""Issue 11: the out-of-sample view of the VGG and BERT families, against 5-fold CV.
 
-The MLP's out-of-fold members (:mod:`tod_cleanse.folds`) read the raw input. The VGG
-family has none: its ``oos_proba_`` is the flipped sub-network of the ToD head, on a
-convolutional trunk that every row trained. This study fits run.py's CPU-sized VGG
-(``vgg_factory``) on the full suite's Fashion-MNIST 10k cells and compares the
-out-of-sample views one run can give:
+The MLP's out-of-fold members (:mod:`tod_cleanse.folds`) read the raw input. Before
+this study the VGG and BERT families had none: their ``oos_proba_`` was the flipped
+sub-network of the ToD head, on a trunk (convolutions; the whole encoder) that every
+row trained. This fits run.py's settings of each family (``vgg_factory``: a CPU-sized
+VGG11-BN on the full suite's Fashion-MNIST 10k cells; ``bert_factory``: MiniLM
+fine-tuned on the WordNet 2k cells) and compares the out-of-sample views one run can
+give:
 
-* ``flipped``: the VGG's ``oos_proba_`` without members (``oos_folds=None``: the
-  flipped head sub-network; the family's only view before this study);
-* ``members-trunk``: the package's members on the image families (``oos_folds=5,
-  oos_width=128``): five out-of-fold members (one hidden layer of 128) on the
-  *detached* trunk features (the input of the first ToD layer): the members learn
-  nothing into the trunk, but the trunk saw every row;
-* ``members-pixels``: the MLP's members on a fixed 64-dimensional PCA of the
-  standardised pixels (:func:`tod_cleanse.folds.input_projection`): a whole network
+* ``flipped``: ``oos_proba_`` without members (``oos_folds=None``: the flipped head
+  sub-network; the families' only view before this study);
+* ``members-trunk``: the package's default (``oos_folds=5, oos_width=128``): five
+  out-of-fold members (one hidden layer of 128) on the *detached* trunk features (VGG:
+  the input of the first ToD layer; BERT: the encoder's pooled output): the members'
+  loss never reaches the trunk, but the trunk saw every row;
+* ``members-pixels`` (VGG only): the MLP's members on a fixed 64-dimensional PCA of
+  the standardised pixels (:func:`tod_cleanse.folds.input_projection`): a whole network
   that never saw the row, but a weaker model than the VGG;
-* ``members-mean``: the mean of the two members' views (both fits' CPU; needs
-  ``members-trunk`` and ``members-pixels`` before it in ``--designs``);
-* ``cv5``: cleanlab's yardstick, 5-fold CV ``pred_probs`` of the same VGG without ToD.
+* ``members-mean`` (VGG only): the mean of the two members' views (both fits' CPU;
+  needs ``members-trunk`` and ``members-pixels`` before it in ``--designs``);
+* ``tod-conv2``, ``tod-conv4`` (VGG only): the default with ToD also after the last 2
+  / 4 convolutions (``tod_conv_layers``): where ToD sits, for self-influence;
+* ``cv5``: cleanlab's yardstick, 5-fold CV ``pred_probs`` of the same network without
+  ToD (run.py's baseline).
 
 For each: ``find_label_issues`` flagged / precision / recall, the AP of
 ``get_label_quality_scores``, the accuracy on the clean training rows, and the CPU
-seconds of the run (one torch thread). Writes ``results/oos/vision.md`` (rows kept
-in ``vision.json``).
+seconds of the run (one torch thread). Writes ``results/oos/families.md`` (rows kept
+in ``families.json``).
 
-Usage (repository root; Fashion-MNIST from ``make data``)::
+Usage (repository root; data from ``make data``)::
 
-    nice -n 5 .venv/bin/python examples/benchmarks/oos_vision.py --cells uniform20,class20
-    nice -n 5 .venv/bin/python examples/benchmarks/oos_vision.py --cells uniform10 --append
+    nice -n 5 .venv/bin/python examples/benchmarks/oos_families.py --family vgg \
+        --cells uniform20,class20 --designs flipped,members-trunk,members-pixels,members-mean,cv5
+    nice -n 5 .venv/bin/python examples/benchmarks/oos_families.py --family bert \
+        --cells uniform20 --designs flipped,members-trunk,cv5 --append
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.metrics import average_precision_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_lib as bl  # noqa: E402
@@ -73,66 +81,79 @@ class _VGGPixelMembers(ToDVGGClassifier):
         return ToDNetwork(net.trunk, net.head, members, members_input="input")
 
 
-def _tod_fit(cls: type, split: bl.Split, y: np.ndarray, seed: int,
-             **params: Any) -> tuple[np.ndarray, float]:
-    base = run.vgg_factory()
-    est = cls(**base.get_params()).set_params(random_state=seed, **params)
+def _tod_fit(factory: Any, cls: type, split: bl.Split, y: np.ndarray, seed: int,
+             **params: Any) -> tuple[np.ndarray, float, np.ndarray]:
+    est = cls(**factory().get_params()).set_params(random_state=seed, **params)
     t0 = time.process_time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         est.fit(split.X_train, y)
-    return est.oos_proba_.astype(np.float64), time.process_time() - t0
+    return est.oos_proba_.astype(np.float64), time.process_time() - t0, est.self_influence_
 
 
-def run_cell(kind: str, rate: float, seed: int, designs: list[str],
+def run_cell(family: str, kind: str, rate: float, seed: int, designs: list[str],
              save: str | None = None) -> list[dict]:
-    split = bl.load_fashion_mnist_split(n_train=10_000, n_test=2000)
+    c = dict(dataset="fashion_mnist" if family == "vgg" else "wordnet", model=family,
+             kind=kind, rate=rate, n_train=10_000 if family == "vgg" else 2_000)
+    split = run.load_split(c)
     y, flipped = bl.inject_noise(split.y_train, rate, kind, split.name, seed=seed)
-    cell = f"fashion_mnist-10000-vgg-{kind}{int(round(100 * rate))}"
-    views = {"flipped": (ToDVGGClassifier, {"oos_folds": None}),
-             "members-trunk": (ToDVGGClassifier, {"oos_folds": N_FOLDS, "oos_width": WIDTH}),
-             "members-pixels": (_VGGPixelMembers, {"oos_folds": None})}
+    cell = run.cell_name(c)
+    factory = run.FACTORIES[family]
+    cls = type(factory())
+    views = {"flipped": (cls, {"oos_folds": None}),
+             "members-trunk": (cls, {"oos_folds": N_FOLDS, "oos_width": WIDTH}),
+             "members-pixels": (_VGGPixelMembers, {"oos_folds": None}),
+             # where ToD sits (self-influence): also after the last k convolutions
+             "tod-conv2": (cls, {"tod_conv_layers": 2}),
+             "tod-conv4": (cls, {"tod_conv_layers": 4})}
     rows, preds, cpus = [], {}, {}
     for name in designs:
+        extra: dict = {}
         if name == "members-mean":  # the two members' views of this run, averaged
             pred = (preds["members-trunk"] + preds["members-pixels"]) / 2
             cpu = cpus["members-trunk"] + cpus["members-pixels"]
         elif name == "cv5":
             t0 = time.process_time()
-            pred, _, _ = bl.cv_pred_probs(run.vgg_factory(), split.X_train, y, seed)
+            pred, _, _ = bl.cv_pred_probs(factory(), split.X_train, y, seed)
             cpu = time.process_time() - t0
         else:
-            cls, params = views[name]
-            pred, cpu = _tod_fit(cls, split, y, seed, **params)
+            view_cls, params = views[name]
+            pred, cpu, selfinf = _tod_fit(factory, view_cls, split, y, seed, **params)
+            extra["ap_self_influence"] = float(average_precision_score(flipped, selfinf))
         preds[name], cpus[name] = pred, cpu
         if save:
             np.savez(Path(save) / f"{cell}@s{seed}-{name}.npz", pred=pred, y=y, flipped=flipped)
         res = {"cell": cell, "seed": seed, "design": name, "cpu_s": cpu,
-               **study.cleanlab_metrics(y, pred, flipped)}
+               **study.cleanlab_metrics(y, pred, flipped), **extra}
         print(json.dumps(res), flush=True)
         rows.append(res)
     return rows
 
 
 def markdown(rows: list[dict]) -> str:
-    out = ["# An out-of-sample view for the VGG family (issue 11)", "",
-           "Generated by `examples/benchmarks/oos_vision.py`: run.py's CPU-sized VGG11-BN "
-           "(`vgg_factory`) on the full suite's Fashion-MNIST 10k cells; cleanlab's "
+    out = ["# The out-of-sample view of the VGG and BERT families (issue 11)", "",
+           "Generated by `examples/benchmarks/oos_families.py`: run.py's settings of each "
+           "family (`vgg_factory`: CPU-sized VGG11-BN on the full suite's Fashion-MNIST 10k "
+           "cells; `bert_factory`: MiniLM on the WordNet 2k cells); cleanlab's "
            "`find_label_issues` and `get_label_quality_scores` on each out-of-sample view, "
-           "accuracy on the clean training rows, CPU seconds of the whole run (one thread).",
-           "", "| cell | view | flagged | precision | recall | AP | clean-row acc | CPU s |",
-           "|---|---|---|---|---|---|---|---|"]
+           "accuracy on the clean training rows, CPU seconds of the whole run (one thread). "
+           "`members-trunk` is the package's default.",
+           "`AP self-inf.`: AP of the fit's `self_influence_` at ranking the flipped rows.",
+           "", "| cell | view | flagged | precision | recall | AP | clean-row acc | "
+           "AP self-inf. | CPU s |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         cell = r["cell"] + (f" @s{r['seed']}" if r["seed"] else "")
         out.append(f"| {cell} | `{r['design']}` | {r['n_flagged']} | {r['precision']:.3f} | "
                    f"{r['recall']:.3f} | {r['ap_quality']:.3f} | {r['acc_clean']:.3f} | "
-                   f"{r['cpu_s']:.0f} |")
+                   + (f"{r['ap_self_influence']:.3f}" if "ap_self_influence" in r else "-")
+                   + f" | {r['cpu_s']:.0f} |")
     return "\n".join(out) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--family", choices=["vgg", "bert"], default="vgg")
     ap.add_argument("--cells", default="uniform20,class20",
                     help="comma-separated: uniform10, uniform20, uniform40, class20")
     ap.add_argument("--designs", default="flipped,members-trunk,members-pixels,cv5")
@@ -141,21 +162,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--save-probs", metavar="DIR", help="also write each view's pred_probs "
                     "(with the labels and the flip mask) to DIR/<cell>@s<seed>-<view>.npz")
     args = ap.parse_args(argv)
-    if not bl.fashion_mnist_available():
-        print(f"Fashion-MNIST is not installed; run: {bl.FMNIST_INSTALL}", file=sys.stderr)
-        return 1
     torch.set_num_threads(1)
-    path = OUT / "vision.json"
+    path = OUT / "families.json"
     rows = json.loads(path.read_text()) if args.append and path.exists() else []
     designs = args.designs.split(",")
     for cell in args.cells.split(","):
         kind = "class" if cell.startswith("class") else "uniform"
         rate = int(cell[len(kind):]) / 100
-        new = run_cell(kind, rate, args.seed, designs, args.save_probs)
+        try:
+            new = run_cell(args.family, kind, rate, args.seed, designs, args.save_probs)
+        except bl.Skip as exc:
+            print(f"skipped: {exc}", file=sys.stderr)
+            return 1
         keys = {(r["cell"], r["seed"], r["design"]) for r in new}
+        if args.append and path.exists():  # rows another run wrote meanwhile are kept
+            rows = json.loads(path.read_text())
         rows = [r for r in rows if (r["cell"], r["seed"], r["design"]) not in keys] + new
         path.write_text(json.dumps(rows, indent=1))
-        (OUT / "vision.md").write_text(markdown(rows))
+        (OUT / "families.md").write_text(markdown(rows))
     print(markdown(rows))
     return 0
 

@@ -20,7 +20,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from .._constraints import StrOptions, int_interval
+from .._constraints import MEMBER_CONSTRAINTS, StrOptions, int_interval
 from ._docs import fill_shared_parameters
 from .base import BaseToDClassifier, ToDNetwork, resolve_device
 from .text_layout import SUPPORTED, TextToDNetwork, encoder_layers, parse_tod_layers, place_tod
@@ -131,6 +131,7 @@ oos_proba_, seen_proba_, train_proba_, history_
 
     _parameter_constraints: dict = {
         **BaseToDClassifier._parameter_constraints,
+        **MEMBER_CONSTRAINTS,
         "model_name_or_path": [str, os.PathLike],
         "tod_layers": [StrOptions({"head", "all"}), str, int_interval(0, None, closed="left")],
         "max_length": [int_interval(2, None, closed="left")],
@@ -160,6 +161,8 @@ oos_proba_, seen_proba_, train_proba_, history_
         device: str = "auto",
         random_state: int | None = None,
         verbose: int = 1,
+        oos_folds: int | None = 5,
+        oos_width: int = 128,
     ) -> None:
         self.model_name_or_path = model_name_or_path
         self.tod_layers = tod_layers
@@ -182,6 +185,8 @@ oos_proba_, seen_proba_, train_proba_, history_
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.oos_folds = oos_folds
+        self.oos_width = oos_width
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -352,6 +357,8 @@ oos_proba_, seen_proba_, train_proba_, history_
                 f"by {gap:.2g}); use tod_layers='head' or 'all'."
             )
         self.model_config_ = model.config.to_dict()
+        net.attach_members(self.oos_folds if self.turn_over else None, self.oos_width,
+                           int(model.config.num_labels))
         return net
 
     def _build_module(self, n_classes: int) -> ToDNetwork:

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..folds import OutOfFoldMembers
 from ..layers import TurnOverDropout, tod_context
 from .base import ToDNetwork
 
@@ -292,8 +293,46 @@ class TextToDNetwork(ToDNetwork):
     def _inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {n: v for n, v in batch.items() if n in self.inputs}
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.model(**self._inputs(batch)).logits
+    def forward(self, batch: dict[str, torch.Tensor]) -> Any:
+        inputs = self._inputs(batch)
+        if self.members is None or not self.training:
+            return self.model(**inputs).logits
+        captured: dict[str, Any] = {}
+
+        def keep(module, args, output):
+            captured["out"] = output
+
+        hook = self.model.base_model.register_forward_hook(keep)
+        try:
+            logits = self.model(**inputs).logits
+        finally:
+            hook.remove()
+        return logits, self.members(_encoder_features(captured["out"]).detach())
+
+    # ------------------------------------------------------- out-of-fold members
+    def attach_members(self, n_folds: int | None, width: int, n_classes: int) -> None:
+        """Out-of-fold members on the encoder's pooled output, detached.
+
+        The members (:class:`~tod_cleanse.folds.OutOfFoldMembers`) read the pooler
+        output when the encoder has one, else the first token's last hidden state;
+        the encoder's weights never see their loss. ``n_folds=None``: none.
+        """
+        if not n_folds:
+            return
+        with _eval(self.model), torch.no_grad(), tod_context(None, "full"):
+            out = self.model.base_model(**self._inputs(probe_batch(self.model)))
+        self.members = OutOfFoldMembers(int(_encoder_features(out).shape[1]), int(n_folds),
+                                        int(width), n_classes,
+                                        seed=torch.initial_seed() % 2**31)
+        self.members_input = "trunk"
+
+    def member_logits(self, x: Any, h: Any) -> torch.Tensor:
+        if isinstance(h, dict) and "hidden" in h:  # the trunk is the whole encoder
+            feats = h["pooler"] if h.get("pooler") is not None else h["hidden"][:, 0]
+        else:
+            with tod_context(None, "full"):
+                feats = _encoder_features(self.model.base_model(**self._inputs(x)))
+        return self.members(feats)
 
     # ------------------------------------------------------------ the split
     def _trunk_forward(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -378,6 +417,12 @@ class TextToDNetwork(ToDNetwork):
                     plain = self.forward(batch)
                 gap = max(gap, float((split - plain).abs().max()))
         return gap
+
+
+def _encoder_features(out: Any) -> torch.Tensor:
+    """The members' input from an encoder output: the pooler's, else the first token's."""
+    pooled = getattr(out, "pooler_output", None)
+    return pooled if pooled is not None else out[0][:, 0]
 
 
 @contextlib.contextmanager
