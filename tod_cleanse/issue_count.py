@@ -80,14 +80,16 @@ def estimate_issue_count(proba: np.ndarray, labels: np.ndarray,
 
     Measured with the MLP defaults, 11 noisy cells x 2 seeds
     (``examples/benchmarks/results/oos/count.md``): the two-view count is
-    within +-20% of the true number of flipped labels on 18 of 22, against 10 of 22
-    for the full network alone (which overshoots Fashion-MNIST by 14-98%); it
-    undercounts digits by up to 25% (model errors are rare there, and a flip one
-    view misses is lost) and still counts 5.2% of clean Fashion-MNIST 3k (one view:
-    10.1%; 5-fold cross-validation: 12%) and 12-13% of a clean set with overlapping
-    classes: on clean labels it counts the rows that both views confidently
-    misclassify, which no count from the model's own predictions can tell from
-    label noise. :mod:`tod_cleanse.diagnostics` warns when it exceeds half of the
+    within +-20% of the true number of flipped labels on 16 of 22, against 10 of 22
+    for the full network alone (which overshoots Fashion-MNIST by 14-98%; the two-view
+    count is within +-20% on all 8 Fashion-MNIST 10k cells); it undercounts digits
+    by up to 26% (model errors are rare there, and a flip that one view misses is
+    lost) and still counts 5.2% of clean Fashion-MNIST 3k (one view: 10.1-10.5%;
+    5-fold cross-validation: 12%) and 11-13% of a clean set with overlapping classes
+    (one view: 16-16.5%): on clean labels it counts the rows that both views
+    confidently misclassify, which no count from the model's own predictions can
+    tell from label noise. With the flipped sub-network as the second view (no
+    members, ``count_no_members.md``): 6 of 7 noisy cells against 4 of 7. :mod:`tod_cleanse.diagnostics` warns when it exceeds half of the
     rows.
 
     Parameters

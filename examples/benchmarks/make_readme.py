@@ -330,7 +330,7 @@ FAITH_METHODS = [
     ("trak1", "TRAK, 1 model (dattri)"),
     ("input_cos_same", "input cosine, same label (no model)"),
     ("subnet_dot", "ToD gradient estimate before this study (all-layer dot)"),
-    ("tod", "ToD `score_influence` default (the paper's two-pass estimate)"),
+    ("tod", "ToD `score_influence` without `train_set` (the paper's two-pass estimate)"),
 ]
 
 

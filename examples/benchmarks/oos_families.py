@@ -97,6 +97,7 @@ def run_cell(family: str, kind: str, rate: float, seed: int, designs: list[str],
              kind=kind, rate=rate, n_train=10_000 if family == "vgg" else 2_000)
     split = run.load_split(c)
     y, flipped = bl.inject_noise(split.y_train, rate, kind, split.name, seed=seed)
+    y = np.unique(y, return_inverse=True)[1]  # 0..k-1 (WordNet's class ids have gaps)
     cell = run.cell_name(c)
     factory = run.FACTORIES[family]
     cls = type(factory())
