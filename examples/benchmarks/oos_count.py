@@ -15,7 +15,10 @@ flipped labels:
 * ``cl_oos``: cleanlab's ``num_label_issues`` on ``oos_proba_`` (what a user of our
   one-run ``pred_probs`` gets from cleanlab);
 * ``cj_mean``: the calibrated confident joint on the mean of the two views;
-* ``both_same``: as ``package``, but both views must name the same other class.
+* ``both_same``: as ``package``, but both views must name the same other class;
+* ``cal_both``, ``lead_full``, ``lead_oos``, ``raw_both``: screened variants of the
+  two-view rule (calibration over rows confident in both views; one view off its label
+  unless the other confidently agrees, led by either view; the uncalibrated count).
 
 ``--no-members`` fits with ``oos_folds=None`` (``oos_proba_`` is then the flipped
 sub-networks' view, as for the BERT and vision families) and writes
@@ -61,6 +64,27 @@ def two_views_same_class(full: np.ndarray, oos: np.ndarray, labels: np.ndarray) 
                                    full.shape[1])
 
 
+def two_views_variants(full: np.ndarray, oos: np.ndarray, labels: np.ndarray) -> dict[str, int]:
+    """Screened variants of the two-view rule (not adopted; see the study README)."""
+    has_f, cls_f = _confident_classes(full, labels)
+    has_o, cls_o = _confident_classes(oos, labels)
+    k = full.shape[1]
+    both_off = has_f & has_o & (cls_f != labels) & (cls_o != labels)
+    lead_full = has_f & (cls_f != labels) & ~(has_o & (cls_o == labels))
+    lead_oos = has_o & (cls_o != labels) & ~(has_f & (cls_f == labels))
+    return {
+        # calibration over the rows confident in both views only
+        "cal_both": _calibrated_off_diagonal(labels, np.where(both_off, cls_f, labels),
+                                             (has_f & has_o) | both_off, k),
+        # one view disagrees and the other does not confidently agree
+        "lead_full": _calibrated_off_diagonal(labels, np.where(lead_full, cls_f, labels),
+                                              has_f | has_o, k),
+        "lead_oos": _calibrated_off_diagonal(labels, np.where(lead_oos, cls_o, labels),
+                                             has_f | has_o, k),
+        "raw_both": int(both_off.sum()),  # no calibration
+    }
+
+
 def candidates(full: np.ndarray, oos: np.ndarray, labels: np.ndarray) -> dict[str, int]:
     from cleanlab.count import num_label_issues
 
@@ -69,7 +93,8 @@ def candidates(full: np.ndarray, oos: np.ndarray, labels: np.ndarray) -> dict[st
             "cj_oos": estimate_issue_count(oos, labels),
             "cl_oos": int(num_label_issues(labels, oos)),
             "cj_mean": estimate_issue_count((full + oos) / 2, labels),
-            "both_same": two_views_same_class(full, oos, labels)}
+            "both_same": two_views_same_class(full, oos, labels),
+            **two_views_variants(full, oos, labels)}
 
 
 def load_seeded_cell(c: dict, seed: int) -> tuple:

@@ -139,10 +139,15 @@ def markdown(rows: list[dict]) -> str:
            "`find_label_issues` and `get_label_quality_scores` on each out-of-sample view, "
            "accuracy on the clean training rows, CPU seconds of the whole run (one thread). "
            "`members-trunk` is the package's default.",
-           "`AP self-inf.`: AP of the fit's `self_influence_` at ranking the flipped rows.",
+           "`AP self-inf.`: AP of the fit's `self_influence_` at ranking the flipped rows. "
+           "Cells without a `cv5` row: the full suite's `cleanlab_cv5` on the same rows, "
+           "flips and network (`results/full/`; on the two cells measured both ways the "
+           "figures agree exactly).",
            "", "| cell | view | flagged | precision | recall | AP | clean-row acc | "
            "AP self-inf. | CPU s |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
+    order = ["cv5", "flipped", "members-trunk", "members-pixels", "members-mean", "tod-conv2",
+             "tod-conv4"]
+    for r in sorted(rows, key=lambda r: (r["cell"], r["seed"], order.index(r["design"]))):
         cell = r["cell"] + (f" @s{r['seed']}" if r["seed"] else "")
         out.append(f"| {cell} | `{r['design']}` | {r['n_flagged']} | {r['precision']:.3f} | "
                    f"{r['recall']:.3f} | {r['ap_quality']:.3f} | {r['acc_clean']:.3f} | "
