@@ -73,9 +73,10 @@ def test_member_families_document_their_members_once():
     from tod_cleanse.estimators._docs import MEMBER_PARAMETERS
 
     assert set(MEMBER_PARAMETERS) == set(MEMBER_CONSTRAINTS)
-    for cls in (ToDVGGClassifier, ToDResNetClassifier, ToDViTClassifier, ToDTextClassifier):
+    for cls, folds in ((ToDVGGClassifier, 5), (ToDResNetClassifier, 5), (ToDViTClassifier, 5),
+                       (ToDTextClassifier, None)):  # text: opt-in (measured worse, issue 11)
         assert set(MEMBER_CONSTRAINTS) <= set(cls._parameter_constraints)
-        assert cls.__doc__.count("oos_folds : int >= 2 or None, default=5") == 1, cls
+        assert cls.__doc__.count(f"oos_folds : int >= 2 or None, default={folds}") == 1, cls
         assert cls.__doc__.count("oos_width : int >= 1, default=128") == 1, cls
 
 

@@ -43,9 +43,11 @@ FAMILY_NOTE = (
     "each class to the class with the nearest TF-IDF centroid. On the VGG and BERT cells "
     "only the default and 5-fold cleanlab are retrained for the cleansing table "
     "(`run.py --cleanse auto`), and the WordNet cells use 1 retraining seed. The VGG and "
-    "WordNet cells were run before issue 11 (before `oos_proba_` got its temperature and "
-    "the optimisers their `foreach` update), so their rows are of that code; rerun them "
-    "with `run.py --only <cell>` to refresh them."
+    "WordNet cells were run before issue 11 (before `oos_proba_` got its temperature, "
+    "the optimisers their `foreach` update and these families their out-of-fold "
+    "members), so their rows are of that code; rerun them with `run.py --only <cell>` to "
+    "refresh them. The members' view of those cells, against 5-fold CV, is in "
+    "`examples/benchmarks/results/oos/families.md`."
 )
 
 

@@ -66,10 +66,14 @@ MEMBER_PARAMETERS: dict[str, tuple[str, str]] = {
                   "batches, by every fold but its own. ``oos_proba_`` then comes from the "
                   "member of the row's fold, a whole network that never saw the row (as in "
                   "``oos_folds``-fold cross-validation), instead of the flipped "
-                  "sub-network. In the image families the members read the trunk's "
-                  "features (the input of the first ToD layer), detached: the trunk saw "
-                  "every row, but the members' loss never reaches it, so the ToD network "
-                  "trains as it would without them. ``None``: no members."),
+                  "sub-network. In the image and text families the members read the "
+                  "trunk's output (the input of the first ToD layer; the encoder's pooled "
+                  "output), detached: the trunk saw every row, but the members' loss never "
+                  "reaches it, so the ToD network trains as it would without them. "
+                  "``None``: no members (the text family's "
+                  "default: on the WordNet cells its members ranked flipped labels worse "
+                  "than the flipped sub-network, ``examples/benchmarks/results/oos/"
+                  "families.md``)."),
     "oos_width": ("int >= 1", "Hidden units of each out-of-fold member."),
 }
 

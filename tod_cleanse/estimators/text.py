@@ -161,7 +161,7 @@ oos_proba_, seen_proba_, train_proba_, history_
         device: str = "auto",
         random_state: int | None = None,
         verbose: int = 1,
-        oos_folds: int | None = 5,
+        oos_folds: int | None = None,
         oos_width: int = 128,
     ) -> None:
         self.model_name_or_path = model_name_or_path
