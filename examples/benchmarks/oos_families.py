@@ -10,7 +10,7 @@ give:
 
 * ``flipped``: ``oos_proba_`` without members (``oos_folds=None``: the flipped head
   sub-network; the families' only view before this study);
-* ``members-trunk``: the package's default (``oos_folds=5, oos_width=128``): five
+* ``members-trunk``: ``oos_folds=5, oos_width=128`` (the VGG default; opt-in for BERT): five
   out-of-fold members (one hidden layer of 128) on the *detached* trunk features (VGG:
   the input of the first ToD layer; BERT: the encoder's pooled output): the members'
   loss never reaches the trunk, but the trunk saw every row;
@@ -96,7 +96,9 @@ def run_cell(family: str, kind: str, rate: float, seed: int, designs: list[str],
     c = dict(dataset="fashion_mnist" if family == "vgg" else "wordnet", model=family,
              kind=kind, rate=rate, n_train=10_000 if family == "vgg" else 2_000)
     split = run.load_split(c)
-    y, flipped = bl.inject_noise(split.y_train, rate, kind, split.name, seed=seed)
+    pairs = (bl.confusable_by_text(split.X_train, split.y_train)
+             if family == "bert" and kind == "class" else None)  # as run.py
+    y, flipped = bl.inject_noise(split.y_train, rate, kind, split.name, seed=seed, pairs=pairs)
     y = np.unique(y, return_inverse=True)[1]  # 0..k-1 (WordNet's class ids have gaps)
     cell = run.cell_name(c)
     factory = run.FACTORIES[family]
@@ -138,7 +140,7 @@ def markdown(rows: list[dict]) -> str:
            "cells; `bert_factory`: MiniLM on the WordNet 2k cells); cleanlab's "
            "`find_label_issues` and `get_label_quality_scores` on each out-of-sample view, "
            "accuracy on the clean training rows, CPU seconds of the whole run (one thread). "
-           "`members-trunk` is the package's default.",
+           "`members-trunk` is the package's default for VGG (opt-in for BERT).",
            "`AP self-inf.`: AP of the fit's `self_influence_` at ranking the flipped rows. "
            "Cells without a `cv5` row: the full suite's `cleanlab_cv5` on the same rows, "
            "flips and network (`results/full/`; on the two cells measured both ways the "
