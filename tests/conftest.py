@@ -92,3 +92,24 @@ def _naive_influence(clf, X_t, y_t):
 def naive_influence():
     """The per-pair reference influence (see :func:`_naive_influence`)."""
     return _naive_influence
+
+
+def _assert_same_tod_network(with_members, without):
+    """Two fits, with and without out-of-fold members, hold the same ToD network: every
+    parameter and buffer outside the members, the self-influence and the full network's
+    probabilities are bit-identical, and only ``oos_proba_`` differs."""
+    assert without.module_.members is None
+    tod = {k: v for k, v in with_members.module_.state_dict().items()
+           if not k.startswith("members.")}
+    assert tod.keys() == without.module_.state_dict().keys()
+    for name, value in tod.items():
+        assert torch.equal(value, without.module_.state_dict()[name]), name
+    np.testing.assert_array_equal(with_members.self_influence_, without.self_influence_)
+    np.testing.assert_array_equal(with_members.train_proba_, without.train_proba_)
+    assert not np.array_equal(with_members.oos_proba_, without.oos_proba_)
+
+
+@pytest.fixture(scope="session")
+def assert_same_tod_network():
+    """:func:`_assert_same_tod_network`, for the member tests of every family."""
+    return _assert_same_tod_network

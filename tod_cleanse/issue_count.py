@@ -89,8 +89,8 @@ def estimate_issue_count(proba: np.ndarray, labels: np.ndarray,
     (one view: 16-16.5%): on clean labels it counts the rows that both views
     confidently misclassify, which no count from the model's own predictions can
     tell from label noise. With the flipped sub-network as the second view (no
-    members, ``count_no_members.md``): 6 of 7 noisy cells against 4 of 7. :mod:`tod_cleanse.diagnostics` warns when it exceeds half of the
-    rows.
+    members, ``count_no_members.md``): 6 of 7 noisy cells against 4 of 7.
+    :mod:`tod_cleanse.diagnostics` warns when it exceeds half of the rows.
 
     Parameters
     ----------
