@@ -82,3 +82,20 @@ def test_other_image_families_carry_trunk_members(cls, params):
     off = cls(**{**COMMON, "oos_folds": None}, **params).fit(X, y)
     np.testing.assert_array_equal(est.train_proba_, off.train_proba_)
     np.testing.assert_array_equal(est.self_influence_, off.self_influence_)
+
+
+def test_member_lr_scale_gives_the_members_their_own_learning_rate():
+    class Faster(ToDVGGClassifier):
+        _member_lr_scale = 10.0
+
+    X, y = _images(n=48)
+    est = Faster(**{**VGG, "max_epochs": 1}).fit(X, y)
+    groups = est.optimizer_.param_groups
+    member_ids = {id(q) for q in est.module_.members.parameters()}
+    in_groups = [{id(q) for q in g["params"]} for g in groups]
+    assert len(groups) == 4 and set().union(*in_groups[2:]) == member_ids
+    assert not member_ids & set().union(*in_groups[:2])
+    assert groups[2]["initial_lr"] == pytest.approx(10 * VGG["lr"])
+    assert groups[0]["initial_lr"] == pytest.approx(VGG["lr"])
+    # the default keeps one learning rate (two groups: with and without weight decay)
+    assert len(ToDVGGClassifier(**{**VGG, "max_epochs": 1}).fit(X, y).optimizer_.param_groups) == 2

@@ -19,6 +19,8 @@ give:
   that never saw the row, but a weaker model than the VGG;
 * ``members-mean`` (VGG only): the mean of the two members' views (both fits' CPU;
   needs ``members-trunk`` and ``members-pixels`` before it in ``--designs``);
+* ``members-lr10`` (BERT): ``members-trunk`` with the members' learning rate at 10x the
+  encoder's (``_member_lr_scale``);
 * ``tod-conv2``, ``tod-conv4`` (VGG only): the default with ToD also after the last 2
   / 4 convolutions (``tod_conv_layers``): where ToD sits, for self-influence;
 * ``cv5``: cleanlab's yardstick, 5-fold CV ``pred_probs`` of the same network without
@@ -81,6 +83,16 @@ class _VGGPixelMembers(ToDVGGClassifier):
         return ToDNetwork(net.trunk, net.head, members, members_input="input")
 
 
+def _text_members_lr10() -> type:
+    """The text family with its members at 10x the encoder's learning rate."""
+    from tod_cleanse import ToDTextClassifier
+
+    class _TextMembersLr10(ToDTextClassifier):
+        _member_lr_scale = 10.0
+
+    return _TextMembersLr10
+
+
 def _tod_fit(factory: Any, cls: type, split: bl.Split, y: np.ndarray, seed: int,
              **params: Any) -> tuple[np.ndarray, float, np.ndarray]:
     est = cls(**factory().get_params()).set_params(random_state=seed, **params)
@@ -106,6 +118,8 @@ def run_cell(family: str, kind: str, rate: float, seed: int, designs: list[str],
     views = {"flipped": (cls, {"oos_folds": None}),
              "members-trunk": (cls, {"oos_folds": N_FOLDS, "oos_width": WIDTH}),
              "members-pixels": (_VGGPixelMembers, {"oos_folds": None}),
+             "members-lr10": (_text_members_lr10() if family == "bert" else cls,
+                              {"oos_folds": N_FOLDS, "oos_width": WIDTH}),
              # where ToD sits (self-influence): also after the last k convolutions
              "tod-conv2": (cls, {"tod_conv_layers": 2}),
              "tod-conv4": (cls, {"tod_conv_layers": 4})}
@@ -147,8 +161,8 @@ def markdown(rows: list[dict]) -> str:
            "figures agree exactly).",
            "", "| cell | view | flagged | precision | recall | AP | clean-row acc | "
            "AP self-inf. | CPU s |", "|---|---|---|---|---|---|---|---|---|"]
-    order = ["cv5", "flipped", "members-trunk", "members-pixels", "members-mean", "tod-conv2",
-             "tod-conv4"]
+    order = ["cv5", "flipped", "members-trunk", "members-lr10", "members-pixels",
+             "members-mean", "tod-conv2", "tod-conv4"]
     for r in sorted(rows, key=lambda r: (r["cell"], r["seed"], order.index(r["design"]))):
         cell = r["cell"] + (f" @s{r['seed']}" if r["seed"] else "")
         out.append(f"| {cell} | `{r['design']}` | {r['n_flagged']} | {r['precision']:.3f} | "

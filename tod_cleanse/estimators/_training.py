@@ -58,15 +58,31 @@ class TrainingLoopMixin:
         self.optimizer_ = self._make_optimizer()
         return self
 
+    #: Learning rate of the out-of-fold members relative to ``lr`` (a family whose
+    #: ``lr`` suits fine-tuning a pretrained trunk can give its fresh members more).
+    _member_lr_scale: float = 1.0
+
     def _make_optimizer(self) -> torch.optim.Optimizer:
-        decay, no_decay = [], []
+        members = getattr(self.module_, "members", None)
+        scale = float(self._member_lr_scale)
+        own = ({id(q) for q in members.parameters()} if members is not None and scale != 1.0
+               else set())
+        decay, no_decay, member_decay, member_no_decay = [], [], [], []
         for param in self.module_.parameters():
             if param.requires_grad:
-                (decay if param.ndim > 1 else no_decay).append(param)
+                if id(param) in own:
+                    (member_decay if param.ndim > 1 else member_no_decay).append(param)
+                else:
+                    (decay if param.ndim > 1 else no_decay).append(param)
         groups = [
             {"params": decay, "weight_decay": float(self.weight_decay)},
             {"params": no_decay, "weight_decay": 0.0},
         ]
+        if own:
+            groups += [{"params": member_decay, "weight_decay": float(self.weight_decay),
+                        "lr": float(self.lr) * scale},
+                       {"params": member_no_decay, "weight_decay": 0.0,
+                        "lr": float(self.lr) * scale}]
         if self.optimizer == "sgd":
             return _fast_optimizer(torch.optim.SGD, groups, lr=self.lr, momentum=0.9)
         cls = torch.optim.AdamW if self.optimizer == "adamw" else torch.optim.Adam
