@@ -257,11 +257,16 @@ class OutOfFoldMembers(nn.Module):
             return
         X = torch.as_tensor(X).to(self.components.device, self.components.dtype)
         X = X.reshape(n, -1)[order.to(X.device)]
-        offset = -(self.center @ self.components)
+        offset = self._projection_offset()
         step = max(1, 2**20 // X.shape[1])
         rows = torch.cat([torch.addmm(offset, X[i:i + step], self.components)
                           for i in range(0, n, step)])
         self.__dict__["_input_cache"] = (sorted_keys, rows)
+
+    def _projection_offset(self) -> torch.Tensor:
+        """``-center @ components``: the projection ``(x - center) @ components`` is
+        ``x @ components`` plus this."""
+        return -(self.center @ self.components)
 
     def _cached_projection(self, x: torch.Tensor) -> torch.Tensor | None:
         """The batch's projected inputs, transposed, from :meth:`cache_inputs`, else None."""
@@ -292,8 +297,7 @@ class OutOfFoldMembers(nn.Module):
             if cached is not None:
                 xt = cached
             else:
-                offset = -(self.center @ self.components)
-                xt = torch.addmm(offset[:, None], self.components.t(), xt)
+                xt = torch.addmm(self._projection_offset()[:, None], self.components.t(), xt)
         zt = torch.addmm(self.bias1[:, None], self.weight1.t(), xt)  # (K * width, B)
         if self.training and self.p > 0:
             scale = dropout_scale(zt.shape, self.p, self._dropout_generator(zt.device),

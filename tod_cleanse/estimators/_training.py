@@ -62,11 +62,14 @@ class TrainingLoopMixin:
     #: ``lr`` suits fine-tuning a pretrained trunk can give its fresh members more).
     _member_lr_scale: float = 1.0
 
-    def _make_optimizer(self) -> torch.optim.Optimizer:
+    def _member_param_ids(self) -> set[int]:
+        """``id`` of every parameter of the out-of-fold members (empty without them)."""
         members = getattr(self.module_, "members", None)
+        return {id(q) for q in members.parameters()} if members is not None else set()
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
         scale = float(self._member_lr_scale)
-        own = ({id(q) for q in members.parameters()} if members is not None and scale != 1.0
-               else set())
+        own = self._member_param_ids() if scale != 1.0 else set()
         decay, no_decay, member_decay, member_no_decay = [], [], [], []
         for param in self.module_.parameters():
             if param.requires_grad:
@@ -140,12 +143,13 @@ class TrainingLoopMixin:
             self.scaler_.unscale_(self.optimizer_)
             # the ToD network and the members apart: the members' gradients never
             # change how the ToD network's are clipped (it trains as without them)
-            members = getattr(self.module_, "members", None)
-            in_members = {id(q) for q in members.parameters()} if members is not None else set()
-            tod_params = [q for q in self.module_.parameters() if id(q) not in in_members]
-            nn.utils.clip_grad_norm_(tod_params, float(self.grad_clip))
-            if members is not None:
-                nn.utils.clip_grad_norm_(list(members.parameters()), float(self.grad_clip))
+            own = self._member_param_ids()
+            params = list(self.module_.parameters())
+            nn.utils.clip_grad_norm_([q for q in params if id(q) not in own],
+                                     float(self.grad_clip))
+            if own:
+                nn.utils.clip_grad_norm_([q for q in params if id(q) in own],
+                                         float(self.grad_clip))
         self.scaler_.step(self.optimizer_)
         self.scaler_.update()
         self.scheduler_.step()

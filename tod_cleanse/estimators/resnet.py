@@ -8,12 +8,11 @@ from types import SimpleNamespace
 
 from torch import nn
 
-from .._constraints import StrOptions, int_interval, real_interval
+from .._constraints import MEMBER_CONSTRAINTS, StrOptions, int_interval, real_interval
 from ..layers import TurnOverDropout
 from ._docs import fill_shared_parameters
 from .base import BaseToDClassifier, ToDNetwork
 from .vision import (
-    MEMBER_CONSTRAINTS,
     ImageInputMixin,
     adapt_first_conv,
     load_local_weights,

@@ -307,7 +307,9 @@ class TextToDNetwork(ToDNetwork):
             logits = self.model(**inputs).logits
         finally:
             hook.remove()
-        return logits, self.members(_encoder_features(captured["out"]).detach())
+        out = captured["out"]
+        return logits, self.members(
+            _encoder_features(getattr(out, "pooler_output", None), out[0]).detach())
 
     # ------------------------------------------------------- out-of-fold members
     def attach_members(self, n_folds: int | None, width: int, n_classes: int) -> None:
@@ -321,18 +323,18 @@ class TextToDNetwork(ToDNetwork):
             return
         with _eval(self.model), torch.no_grad(), tod_context(None, "full"):
             out = self.model.base_model(**self._inputs(probe_batch(self.model)))
-        self.members = OutOfFoldMembers(int(_encoder_features(out).shape[1]), int(n_folds),
+        dim = int(_encoder_features(getattr(out, "pooler_output", None), out[0]).shape[1])
+        self.members = OutOfFoldMembers(dim, int(n_folds),
                                         int(width), n_classes,
                                         seed=torch.initial_seed() % 2**31)
         self.members_input = "trunk"
 
     def member_logits(self, x: Any, h: Any) -> torch.Tensor:
         if isinstance(h, dict) and "hidden" in h:  # the trunk is the whole encoder
-            feats = h["pooler"] if h.get("pooler") is not None else h["hidden"][:, 0]
-        else:
-            with tod_context(None, "full"):
-                feats = _encoder_features(self.model.base_model(**self._inputs(x)))
-        return self.members(feats)
+            return self.members(_encoder_features(h.get("pooler"), h["hidden"]))
+        with tod_context(None, "full"):
+            out = self.model.base_model(**self._inputs(x))
+        return self.members(_encoder_features(getattr(out, "pooler_output", None), out[0]))
 
     # ------------------------------------------------------------ the split
     def _trunk_forward(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -419,10 +421,9 @@ class TextToDNetwork(ToDNetwork):
         return gap
 
 
-def _encoder_features(out: Any) -> torch.Tensor:
-    """The members' input from an encoder output: the pooler's, else the first token's."""
-    pooled = getattr(out, "pooler_output", None)
-    return pooled if pooled is not None else out[0][:, 0]
+def _encoder_features(pooled: torch.Tensor | None, hidden: torch.Tensor) -> torch.Tensor:
+    """The members' input: the encoder's pooled output, else the first token's hidden state."""
+    return pooled if pooled is not None else hidden[:, 0]
 
 
 @contextlib.contextmanager

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from torch import nn
 
-from .._constraints import StrOptions, int_interval, real_interval
+from .._constraints import MEMBER_CONSTRAINTS, StrOptions, int_interval, real_interval
 from ..layers import TurnOverDropout, insert_tod
 from ._docs import fill_shared_parameters
 from .base import BaseToDClassifier, ToDNetwork
-from .vision import MEMBER_CONSTRAINTS, ImageInputMixin, torchvision_models, with_trunk_members
+from .vision import ImageInputMixin, torchvision_models, with_trunk_members
 
 __all__ = ["ToDVGGClassifier"]
 

@@ -21,13 +21,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._constraints import MEMBER_CONSTRAINTS
 from ..folds import OutOfFoldMembers
 from ..layers import TurnOverDropout
 from ._network import ToDNetwork
 
 __all__ = ["ImageInputMixin", "tod_head", "load_local_weights", "torchvision_models",
-           "MEMBER_CONSTRAINTS", "with_trunk_members"]
+           "with_trunk_members"]
+
 
 def with_trunk_members(net: ToDNetwork, n_classes: int, input_shape: tuple[int, ...], *,
                        n_folds: int | None, width: int, enabled: bool = True) -> ToDNetwork:

@@ -8,12 +8,11 @@ import os
 import torch
 from torch import nn
 
-from .._constraints import StrOptions, int_interval
+from .._constraints import MEMBER_CONSTRAINTS, StrOptions, int_interval
 from ..layers import TurnOverDropout, tod_modules
 from ._docs import fill_shared_parameters
 from .base import BaseToDClassifier, ToDNetwork
 from .vision import (
-    MEMBER_CONSTRAINTS,
     ImageInputMixin,
     adapt_first_conv,
     load_local_weights,
