@@ -99,3 +99,12 @@ def test_member_lr_scale_gives_the_members_their_own_learning_rate():
     assert groups[0]["initial_lr"] == pytest.approx(VGG["lr"])
     # the default keeps one learning rate (two groups: with and without weight decay)
     assert len(ToDVGGClassifier(**{**VGG, "max_epochs": 1}).fit(X, y).optimizer_.param_groups) == 2
+
+
+def test_members_input_must_be_named():
+    from torch import nn
+
+    from tod_cleanse.estimators._network import ToDNetwork
+
+    with pytest.raises(ValueError, match="members_input must be 'input' or 'trunk', got 'head'"):
+        ToDNetwork(nn.Identity(), nn.Identity(), members_input="head")
