@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import context_keys
+from .layers import context_keys, context_rows
 from .masks import hash32
 
 __all__ = ["OutOfFoldMembers", "MEMBER_INPUT_DIM", "dropout_scale", "input_projection",
@@ -231,8 +231,9 @@ class OutOfFoldMembers(nn.Module):
         """Remember the projected inputs of the training rows, or forget them (``None``).
 
         With a projection, a training step then reads its rows' projected inputs by
-        key (the keys of the active :func:`~tod_cleanse.layers.tod_context`) instead
-        of multiplying the batch by ``components``: on Fashion-MNIST that product was
+        position (the ``rows`` of the active :func:`~tod_cleanse.layers.tod_context`,
+        positions in ``keys``), else by key (its keys), instead of multiplying the
+        batch by ``components``: on Fashion-MNIST that product was
         the members' largest operation. Only for batches that are the rows of ``X``
         as they are (the estimator does not call it when it augments batches); kept
         when it holds at most ``max_entries`` values. Not part of the module's state.
@@ -256,12 +257,12 @@ class OutOfFoldMembers(nn.Module):
         if bool((sorted_keys[1:] == sorted_keys[:-1]).any()):
             return
         X = torch.as_tensor(X).to(self.components.device, self.components.dtype)
-        X = X.reshape(n, -1)[order.to(X.device)]
+        X = X.reshape(n, -1)
         offset = self._projection_offset()
         step = max(1, 2**20 // X.shape[1])
         rows = torch.cat([torch.addmm(offset, X[i:i + step], self.components)
-                          for i in range(0, n, step)])
-        self.__dict__["_input_cache"] = (sorted_keys, rows)
+                          for i in range(0, n, step)])  # row i: keys[i]'s projection
+        self.__dict__["_input_cache"] = (sorted_keys, order, rows)
 
     def _projection_offset(self) -> torch.Tensor:
         """``-center @ components``: the projection ``(x - center) @ components`` is
@@ -274,12 +275,15 @@ class OutOfFoldMembers(nn.Module):
         keys = context_keys() if cache is not None and self.training else None
         if keys is None or keys.shape[0] != x.shape[0]:
             return None
-        sorted_keys, rows = cache
+        sorted_keys, order, rows = cache
+        positions = context_rows()  # the batch's training rows, when the loop gave them
+        if positions is not None and positions.shape == keys.shape:
+            return torch.index_select(rows, 0, positions.to(rows.device)).t()
         keys = keys.to(sorted_keys.device)
         pos = torch.searchsorted(sorted_keys, keys).clamp_(max=sorted_keys.numel() - 1)
         if not bool((sorted_keys[pos] == keys).all()):
             return None
-        return rows[pos].t()
+        return rows[order[pos]].t()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Member logits, shape ``(B, K, n_classes)``.

@@ -33,8 +33,8 @@ from torch.nn import functional as F
 
 from .masks import key_mask
 
-__all__ = ["TurnOverDropout", "tod_context", "context_keys", "insert_tod", "tod_modules",
-           "MODES"]
+__all__ = ["TurnOverDropout", "tod_context", "context_keys", "context_rows", "insert_tod",
+           "tod_modules", "MODES"]
 
 MODES = ("seen", "flipped", "full")
 
@@ -44,6 +44,7 @@ class _ToDState:
     keys: torch.Tensor | None
     mode: str
     cycle: bool = False
+    rows: torch.Tensor | None = None
 
 
 _STATE: contextvars.ContextVar[_ToDState | None] = contextvars.ContextVar(
@@ -52,7 +53,8 @@ _STATE: contextvars.ContextVar[_ToDState | None] = contextvars.ContextVar(
 
 
 @contextlib.contextmanager
-def tod_context(keys: torch.Tensor | None, mode: str, cycle: bool = False) -> Iterator[None]:
+def tod_context(keys: torch.Tensor | None, mode: str, cycle: bool = False,
+                rows: torch.Tensor | None = None) -> Iterator[None]:
     """Tell every :class:`TurnOverDropout` module which instances and sub-network to use.
 
     Parameters
@@ -65,6 +67,13 @@ def tod_context(keys: torch.Tensor | None, mode: str, cycle: bool = False) -> It
         Allow a batch of ``r * B`` rows, row ``j`` taking ``keys[j % B]``. Scoring
         uses it to run ``r`` targets against ``B`` training masks while hashing
         each mask once.
+    rows : torch.Tensor of int64, shape (B,), or None
+        The batch's positions in the training rows whose keys were given, in
+        that order, to the caches (:meth:`TurnOverDropout.cache_masks`,
+        :meth:`~tod_cleanse.folds.OutOfFoldMembers.cache_inputs`): ``keys ==
+        cached_keys[rows]``. A speed hint for the training loop, which builds the
+        caches and opens the contexts: a cache then reads row ``rows[j]`` instead of
+        looking ``keys[j]`` up. Without it (or without a cache) keys are looked up.
 
     Examples
     --------
@@ -82,7 +91,7 @@ def tod_context(keys: torch.Tensor | None, mode: str, cycle: bool = False) -> It
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
     if mode != "full" and keys is None:
         raise ValueError(f"mode={mode!r} needs the instance keys of the batch.")
-    token = _STATE.set(_ToDState(keys=keys, mode=mode, cycle=cycle))
+    token = _STATE.set(_ToDState(keys=keys, mode=mode, cycle=cycle, rows=rows))
     try:
         yield
     finally:
@@ -103,6 +112,23 @@ def context_keys() -> torch.Tensor | None:
     """
     state = _STATE.get()
     return None if state is None else state.keys
+
+
+def context_rows() -> torch.Tensor | None:
+    """Training-row positions of the active :func:`tod_context` (``None`` when it has none).
+
+    Examples
+    --------
+    >>> import torch
+    >>> with tod_context(torch.tensor([40, 20]), "seen", rows=torch.tensor([4, 2])):
+    ...     context_rows().tolist()
+    [4, 2]
+    >>> with tod_context(torch.tensor([40, 20]), "seen"):
+    ...     context_rows() is None
+    True
+    """
+    state = _STATE.get()
+    return None if state is None else state.rows
 
 
 class TurnOverDropout(nn.Module):
@@ -170,39 +196,55 @@ class TurnOverDropout(nn.Module):
 
         Training visits every key once per epoch; hashing its masks again each
         time costs as much as a small MLP's forward pass. The table (one bool per
-        key and unit, built on the first forward pass) is only kept when it holds
-        at most ``max_entries`` values; masks of other keys are hashed as usual.
-        The cache is not part of the module's state (the estimator clears it
-        after training).
+        key and unit, built on the first forward pass, row ``i`` for ``keys[i]``) is
+        only kept when it holds at most ``max_entries`` values; masks of other keys
+        are hashed as usual. A :func:`tod_context` opened with ``rows`` (positions in
+        ``keys``) reads its rows directly; otherwise keys are looked up. The cache
+        is not part of the module's state (the estimator clears it after training).
         """
         if keys is None:
             self._cache = None
             return
-        self._cache = {"keys": torch.sort(keys.to(torch.int64)).values,
+        keys = keys.to(torch.int64)
+        sorted_keys, order = torch.sort(keys)
+        self._cache = {"keys": keys, "sorted": sorted_keys, "order": order,
                        "max_entries": int(max_entries), "tables": {}}
 
-    def mask(self, keys: torch.Tensor, width: int, flipped: bool) -> torch.Tensor:
-        """Boolean (B, width) mask of the seen or flipped sub-network."""
+    def _cached_table(self, cache: dict, width: int, device: torch.device) -> torch.Tensor:
+        """The cache's (n_keys, width) seen masks on ``device``, built on first use."""
+        table = cache["tables"].get((width, device))
+        if table is None:
+            ck = cache["keys"].to(device)
+            # Build it in chunks of ~1M entries: key_mask's int64 intermediates
+            # are 8x the size of the bool table it returns.
+            step = max(1, 2**20 // max(width, 1))
+            table = torch.cat([
+                key_mask(ck[i:i + step], width, self.p, self.layer_seed, self.seed,
+                         self.n_groups)
+                for i in range(0, ck.numel(), step)
+            ])
+            cache["tables"][(width, device)] = table
+        return table
+
+    def mask(self, keys: torch.Tensor, width: int, flipped: bool,
+             rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Boolean (B, width) mask of the seen or flipped sub-network.
+
+        ``rows``: the keys' positions in the keys given to :meth:`cache_masks`
+        (``keys == cached_keys[rows]``, see :func:`tod_context`), read directly
+        from the cache when there is one.
+        """
         m = None
         cache = getattr(self, "_cache", None)
         if cache is not None and cache["keys"].numel() * width <= cache["max_entries"]:
-            ck = cache["keys"]
-            table = cache["tables"].get((width, keys.device))
-            if table is None:
-                ck = ck.to(keys.device)
-                # Build it in chunks of ~1M entries: key_mask's int64 intermediates
-                # are 8x the size of the bool table it returns.
-                step = max(1, 2**20 // max(width, 1))
-                table = torch.cat([
-                    key_mask(ck[i:i + step], width, self.p, self.layer_seed, self.seed,
-                             self.n_groups)
-                    for i in range(0, ck.numel(), step)
-                ])
-                cache["tables"][(width, keys.device)] = table
-            ck = ck.to(keys.device)
-            pos = torch.searchsorted(ck, keys).clamp_(max=ck.numel() - 1)
-            if bool((ck[pos] == keys).all()):
-                m = table[pos]
+            table = self._cached_table(cache, width, keys.device)
+            if rows is not None and rows.shape == keys.shape:
+                m = torch.index_select(table, 0, rows.to(keys.device))
+            else:
+                ck = cache["sorted"].to(keys.device)
+                pos = torch.searchsorted(ck, keys).clamp_(max=ck.numel() - 1)
+                if bool((ck[pos] == keys).all()):
+                    m = table[cache["order"].to(keys.device)[pos]]
         if m is None:
             m = key_mask(keys, width, self.p, self.layer_seed, self.seed, self.n_groups)
         return ~m if flipped else m
@@ -227,7 +269,7 @@ class TurnOverDropout(nn.Module):
             )
         dim = self.dim % x.ndim
         flipped = state.mode == "flipped"
-        m = self.mask(keys.to(x.device), x.shape[dim], flipped)
+        m = self.mask(keys.to(x.device), x.shape[dim], flipped, state.rows)
         keep = self.p if flipped else 1.0 - self.p
         scale = m.to(x.dtype) / keep
         if self.training and self.inner_p > 0 and not flipped:

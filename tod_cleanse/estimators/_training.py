@@ -126,7 +126,8 @@ class TrainingLoopMixin:
         self.optimizer_.zero_grad(set_to_none=True)
         mode = "seen" if self.turn_over else "full"
         amp_dtype = self._amp_dtype()
-        with tod_context(kb, mode), torch.autocast(
+        rows = self._step_rows(kb)
+        with tod_context(kb, mode, rows=rows), torch.autocast(
             self.device_.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
         ):
             out = self.module_(self._augment(xb))
@@ -136,7 +137,7 @@ class TrainingLoopMixin:
             tod_loss = F.cross_entropy(logits.float(), yb, reduction=reduction) * scale
             loss = tod_loss
             if members is not None:  # the out-of-fold members train on the same batch
-                folds = self._member_folds(kb, members.shape[1])
+                folds = self._member_folds(kb, members.shape[1], rows)
                 loss = loss + member_loss(members, yb, folds, reduction) * scale
         self.scaler_.scale(loss).backward()
         if self.grad_clip:
@@ -155,14 +156,20 @@ class TrainingLoopMixin:
         self.scheduler_.step()
         return float(tod_loss.detach())  # the ToD network's loss (history_, diagnostics)
 
-    def _member_folds(self, kb: torch.Tensor, n_folds: int) -> torch.Tensor:
-        """The fold of every key of a batch (looked up in the training keys' table that
-        :meth:`_fit_loop` builds once, else hashed)."""
+    def _step_rows(self, kb: torch.Tensor) -> torch.Tensor | None:
+        """The training-row positions of batch ``kb`` when :meth:`_fit_loop` made it
+        (it records them with the very key tensor it passes), else ``None``."""
+        step = getattr(self, "_batch_rows", None)
+        return step[1] if step is not None and step[0] is kb else None
+
+    def _member_folds(self, kb: torch.Tensor, n_folds: int,
+                      rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The fold of every key of a batch: read from the training rows' fold table
+        that :meth:`_fit_loop` builds once (``rows``: the batch's positions in it),
+        else hashed."""
         table = getattr(self, "_fold_table", None)
-        if table is not None and table[0].device == kb.device:
-            pos = torch.searchsorted(table[0], kb).clamp_(max=table[0].numel() - 1)
-            if bool((table[0][pos] == kb).all()):
-                return table[1][pos]
+        if rows is not None and table is not None and table.device == kb.device:
+            return torch.index_select(table, 0, rows)
         return key_fold(kb, n_folds, int(self.mask_seed))
 
     def _fit_loop(self, inputs: Any, y_enc: np.ndarray, keys: np.ndarray,
@@ -185,10 +192,9 @@ class TrainingLoopMixin:
         for layer in tod_layers:  # hash each training key's masks once, not once per epoch
             layer.cache_masks(k_t.to(self.device_))
         members = getattr(self.module_, "members", None)
-        if members is not None:  # and each training key's fold
-            sorted_keys = torch.sort(k_t.to(self.device_)).values
-            self._fold_table = (sorted_keys,
-                                key_fold(sorted_keys, members.n_folds, int(self.mask_seed)))
+        if members is not None:  # and each training row's fold
+            self._fold_table = key_fold(k_t.to(self.device_), members.n_folds,
+                                        int(self.mask_seed))
         ddp, net = ddp_world(), self.module_
         if ddp:  # data-parallel: same global batches, each rank its shard (keys travel along)
             self.module_ = ddp_wrap(net, self.device_)
@@ -205,6 +211,9 @@ class TrainingLoopMixin:
                     xb = self._batch(inputs, idx)
                     yb = y_t[idx].to(self.device_)
                     kb = k_t[idx].to(self.device_)
+                    # the rows' positions: the caches above read them instead of
+                    # looking the keys up (layers.tod_context's ``rows``)
+                    self._batch_rows = (kb, torch.as_tensor(idx).to(self.device_))
                     losses.append(self.train_step(xb, yb, kb, scale) if ddp
                                   else self.train_step(xb, yb, kb))
                     bar.update(1)
@@ -221,4 +230,4 @@ class TrainingLoopMixin:
             bar.close()
             for layer in tod_layers:
                 layer.cache_masks(None)
-            self._fold_table = None
+            self._fold_table = self._batch_rows = None

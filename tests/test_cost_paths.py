@@ -1,0 +1,109 @@
+"""The training loop's fast paths (issue 11, cost): row positions instead of key look-ups.
+
+Each fast path must give the values of the path it short-cuts, so that the ToD
+network and the out-of-fold members train exactly as they would without it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tod_cleanse import ToDMLPClassifier
+from tod_cleanse.folds import MEMBER_INPUT_DIM, OutOfFoldMembers, key_fold
+from tod_cleanse.layers import TurnOverDropout, context_rows, tod_context
+from tod_cleanse.masks import key_mask
+
+
+@pytest.mark.parametrize("n_groups", [None, 8])
+def test_mask_cache_reads_rows_by_position(n_groups):
+    layer = TurnOverDropout(p=0.3, layer_seed=2, seed=5, n_groups=n_groups)
+    keys = torch.tensor([5, 99, 3, 10**12, -7])
+    layer.cache_masks(keys)
+    rows = torch.tensor([1, 4, 0, 0])
+    for flipped in (False, True):
+        want = key_mask(keys[rows], 33, 0.3, 2, 5, n_groups)
+        got = layer.mask(keys[rows], 33, flipped, rows)
+        assert torch.equal(got, ~want if flipped else want)
+        # looked up by key (no rows): the same masks
+        assert torch.equal(layer.mask(keys[rows], 33, flipped), got)
+    x = torch.randn(4, 33)
+    with tod_context(keys[rows], "seen", rows=rows):
+        assert torch.equal(context_rows(), rows)
+        by_row = layer(x)
+    with tod_context(keys[rows], "seen"):
+        assert context_rows() is None
+        assert torch.equal(layer(x), by_row)
+
+
+def test_members_read_their_cached_projection_by_row():
+    rng = np.random.default_rng(0)
+    X = torch.as_tensor(rng.normal(size=(40, 12)), dtype=torch.float32)
+    keys = torch.as_tensor(rng.permutation(1000)[:40])  # not in sorted order
+    proj = (torch.randn(12), torch.randn(12, 6))
+    members = OutOfFoldMembers(12, 3, 5, 4, projection=proj, seed=3)
+    members.cache_inputs(keys, X)
+    idx = torch.tensor([7, 3, 30, 12])
+    with tod_context(keys[idx], "seen", rows=idx):
+        by_row = members._cached_projection(X[idx])
+    with tod_context(keys[idx], "seen"):
+        by_key = members._cached_projection(X[idx])
+    assert by_row is not None and torch.equal(by_row, by_key)
+    computed = torch.addmm(members._projection_offset()[:, None], members.components.t(),
+                           X[idx].t())
+    torch.testing.assert_close(by_row, computed, rtol=1e-5, atol=1e-5)
+
+
+def _data(n=96, d=5, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    return X, (X[:, 0] > 0).astype(int)
+
+
+def test_member_folds_by_row_are_the_hashed_folds():
+    X, y = _data()
+    keys = np.random.default_rng(3).permutation(10_000)[:96]
+    est = ToDMLPClassifier(hidden_layer_sizes=(8,), oos_width=4, max_epochs=1,
+                           random_state=0, verbose=0)
+    seen = []
+    orig = ToDMLPClassifier._member_folds
+
+    def spy(self, kb, n_folds, rows=None):
+        out = orig(self, kb, n_folds, rows)
+        seen.append(rows is not None)
+        assert torch.equal(out, key_fold(kb, n_folds, int(self.mask_seed)))
+        return out
+
+    est._member_folds = spy.__get__(est)
+    est.fit(X, y, instance_keys=keys)
+    assert seen and all(seen)  # every step read the table by row
+    assert est._fold_table is None and est._batch_rows is None  # cleared after training
+
+
+@pytest.mark.parametrize("keys", [None, "strings"])
+def test_training_by_row_matches_training_by_key(monkeypatch, keys):
+    """The row fast paths off (every cache looked up by key): identical weights."""
+    X, y = _data(d=MEMBER_INPUT_DIM + 8)
+    if keys == "strings":
+        keys = np.array([f"r{i}" for i in np.random.default_rng(1).permutation(96)])
+    params = dict(hidden_layer_sizes=(16,), oos_width=8, max_epochs=2, random_state=0,
+                  verbose=0)
+    fast = ToDMLPClassifier(**params).fit(X, y, instance_keys=keys)
+    monkeypatch.setattr(ToDMLPClassifier, "_step_rows", lambda self, kb: None)
+    slow = ToDMLPClassifier(**params).fit(X, y, instance_keys=keys)
+    for a, b in zip(fast.module_.parameters(), slow.module_.parameters(), strict=True):
+        assert torch.equal(a, b)
+    for attr in ("self_influence_", "seen_proba_", "train_proba_", "oos_proba_"):
+        np.testing.assert_array_equal(getattr(fast, attr), getattr(slow, attr))
+
+
+def test_step_rows_only_for_the_loops_own_batch():
+    X, y = _data()
+    est = ToDMLPClassifier(hidden_layer_sizes=(8,), max_epochs=1, random_state=0,
+                           verbose=0).fit(X, y)
+    kb = torch.arange(4)
+    assert est._step_rows(kb) is None
+    est._batch_rows = (kb, torch.tensor([3, 2, 1, 0]))
+    assert est._step_rows(kb.clone()) is None  # another tensor: keys are looked up
+    assert torch.equal(est._step_rows(kb), torch.tensor([3, 2, 1, 0]))
