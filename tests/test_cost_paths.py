@@ -61,24 +61,30 @@ def _data(n=96, d=5, seed=0):
     return X, (X[:, 0] > 0).astype(int)
 
 
-def test_member_folds_by_row_are_the_hashed_folds():
+def test_member_weights_by_row_are_those_of_the_hashed_folds():
+    from tod_cleanse.folds import member_loss_weights
+
     X, y = _data()
     keys = np.random.default_rng(3).permutation(10_000)[:96]
     est = ToDMLPClassifier(hidden_layer_sizes=(8,), oos_width=4, max_epochs=1,
-                           random_state=0, verbose=0)
+                           batch_size=40, random_state=0, verbose=0)
     seen = []
-    orig = ToDMLPClassifier._member_folds
+    orig = ToDMLPClassifier._member_weights
 
-    def spy(self, kb, n_folds, rows=None):
-        out = orig(self, kb, n_folds, rows)
-        seen.append(rows is not None)
-        assert torch.equal(out, key_fold(kb, n_folds, int(self.mask_seed)))
+    def spy(self, rows, n_folds, reduction, scale):
+        out = orig(self, rows, n_folds, reduction, scale)
+        kb = torch.as_tensor(keys)[rows]
+        folds = key_fold(kb, n_folds, int(self.mask_seed))
+        assert torch.equal(out, member_loss_weights(folds, n_folds, len(kb), reduction, scale))
+        assert torch.equal(self._member_folds(kb, n_folds, rows), folds)
+        seen.append(len(kb))
         return out
 
-    est._member_folds = spy.__get__(est)
+    est._member_weights = spy.__get__(est)
     est.fit(X, y, instance_keys=keys)
-    assert seen and all(seen)  # every step read the table by row
+    assert sorted(set(seen)) == [16, 40]  # every step read the tables by row, last one too
     assert est._fold_table is None and est._batch_rows is None  # cleared after training
+    assert "_weight_tables" not in est.__dict__
 
 
 @pytest.mark.parametrize("keys", [None, "strings"])
@@ -107,3 +113,27 @@ def test_step_rows_only_for_the_loops_own_batch():
     est._batch_rows = (kb, torch.tensor([3, 2, 1, 0]))
     assert est._step_rows(kb.clone()) is None  # another tensor: keys are looked up
     assert torch.equal(est._step_rows(kb), torch.tensor([3, 2, 1, 0]))
+
+
+@pytest.mark.parametrize("reduction, scale", [("mean", 1.0), ("sum", 2 / 64), ("sum", 3 / 100)])
+@pytest.mark.parametrize("n_folds, n_rows", [(5, 64), (5, 56), (3, 37), (4, 10)])
+def test_weighted_member_loss_has_member_losss_gradient_bit_for_bit(reduction, scale,
+                                                                    n_folds, n_rows):
+    from tod_cleanse.folds import member_loss, member_loss_weights, weighted_member_loss
+
+    g = torch.Generator().manual_seed(n_rows)
+    base = torch.randn(n_rows, n_folds, 7, generator=g)
+    y = torch.randint(0, 7, (n_rows,), generator=g)
+    folds = torch.randint(0, n_folds, (n_rows,), generator=g)
+    grads = []
+    for weighted in (False, True):
+        logits = base.clone().requires_grad_(True)
+        tod = (logits ** 2).mean()  # another loss term, as in a training step
+        if weighted:
+            w = member_loss_weights(folds, n_folds, n_rows, reduction, scale)
+            loss = tod + weighted_member_loss(logits, y, w)
+        else:
+            loss = tod + member_loss(logits, y, folds, reduction) * scale
+        loss.backward()
+        grads.append(logits.grad)
+    assert torch.equal(grads[0], grads[1])

@@ -34,7 +34,8 @@ from .layers import context_keys, context_rows
 from .masks import hash32
 
 __all__ = ["OutOfFoldMembers", "MEMBER_INPUT_DIM", "dropout_scale", "input_projection",
-           "key_fold", "member_loss", "out_of_fold_logits"]
+           "key_fold", "member_loss", "member_loss_weights", "weighted_member_loss",
+           "out_of_fold_logits"]
 
 _FOLD_SALT = 0x2545F491
 
@@ -295,12 +296,12 @@ class OutOfFoldMembers(nn.Module):
         ``(B, K, n_classes)`` view of the ``(K, n_classes, B)`` logits, which
         :func:`member_loss` reads without a copy.
         """
-        xt = x.reshape(x.shape[0], -1).t()
-        if self.components is not None:  # (x - center) @ components, transposed
-            cached = self._cached_projection(x)
-            if cached is not None:
-                xt = cached
-            else:
+        cached = self._cached_projection(x) if self.components is not None else None
+        if cached is not None:
+            xt = cached
+        else:
+            xt = x.reshape(x.shape[0], -1).t()
+            if self.components is not None:  # (x - center) @ components, transposed
                 xt = torch.addmm(self._projection_offset()[:, None], self.components.t(), xt)
         zt = torch.addmm(self.bias1[:, None], self.weight1.t(), xt)  # (K * width, B)
         if self.training and self.p > 0:
@@ -377,6 +378,57 @@ def member_loss(logits: torch.Tensor, y: torch.Tensor, folds: torch.Tensor,
     trains = folds[None, :] != torch.arange(k, device=logits.device)[:, None]
     total = -(picked * trains).sum() / (k - 1)
     return total if reduction == "sum" else total / n
+
+
+def member_loss_weights(folds: torch.Tensor, n_folds: int, n_rows: int,
+                        reduction: str = "mean", scale: float = 1.0) -> torch.Tensor:
+    """``(n_folds, len(folds))`` weights for :func:`weighted_member_loss`.
+
+    ``weighted_member_loss(logits, y, w)`` with ``w = member_loss_weights(folds, K,
+    B, reduction, scale)`` has the gradient of ``member_loss(logits, y, folds,
+    reduction) * scale`` on a batch of ``B`` rows, bit for bit: entry ``(k, i)`` is
+    ``-(((1 * scale) / B) / (K - 1))`` (``/ B`` only for ``"mean"``), the float32
+    chain that back-propagation through :func:`member_loss` computes, where row ``i``
+    trains member ``k``, and 0 where it does not. (Under a gradient scaler, the same
+    as long as its scale is a power of two, as ``torch.amp.GradScaler``'s are.) The
+    training loop builds them once per fit for the training rows, so that a step
+    reads its rows' columns instead of recomputing the fold mask and the scalar
+    chain (4 fewer operations forward and 4 fewer backward).
+
+    Examples
+    --------
+    >>> import torch
+    >>> member_loss_weights(torch.tensor([0, 1]), 2, 2).tolist()
+    [[0.0, -0.5], [-0.5, 0.0]]
+    """
+    k = int(n_folds)
+    c = torch.ones((), dtype=torch.float32, device=folds.device) * scale
+    if reduction != "sum":
+        c = c / n_rows
+    c = -(c / (k - 1))
+    trains = folds[None, :] != torch.arange(k, device=folds.device)[:, None]
+    return torch.where(trains, c, torch.zeros((), dtype=c.dtype, device=c.device))
+
+
+def weighted_member_loss(logits: torch.Tensor, y: torch.Tensor,
+                         weights: torch.Tensor) -> torch.Tensor:
+    """``sum_{k, i} weights[k, i] * log p_k(y_i | x_i)`` over the members' ``(B, K,
+    n_classes)`` logits: :func:`member_loss` with :func:`member_loss_weights` folded
+    in (same gradient).
+
+    Examples
+    --------
+    >>> import torch
+    >>> logits, y = torch.randn(4, 3, 2), torch.tensor([0, 1, 1, 0])
+    >>> folds = torch.tensor([0, 2, 1, 0])
+    >>> w = member_loss_weights(folds, 3, 4)
+    >>> bool(torch.isclose(weighted_member_loss(logits, y, w), member_loss(logits, y, folds)))
+    True
+    """
+    n, k, _ = logits.shape
+    logp = F.log_softmax(logits.float().permute(1, 2, 0), dim=1)
+    picked = logp.gather(1, y[None, None, :].expand(k, 1, n)).squeeze(1)  # (K, B)
+    return (picked * weights).sum()
 
 
 def out_of_fold_logits(logits: torch.Tensor, folds: torch.Tensor) -> torch.Tensor:

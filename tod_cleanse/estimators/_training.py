@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from ..folds import key_fold, member_loss
+from ..folds import key_fold, member_loss, member_loss_weights, weighted_member_loss
 from ..layers import tod_context, tod_modules
 from ._distributed import ddp_mean, ddp_world, ddp_wrap
 from ._network import resolve_device
@@ -137,8 +137,12 @@ class TrainingLoopMixin:
             tod_loss = F.cross_entropy(logits.float(), yb, reduction=reduction) * scale
             loss = tod_loss
             if members is not None:  # the out-of-fold members train on the same batch
-                folds = self._member_folds(kb, members.shape[1], rows)
-                loss = loss + member_loss(members, yb, folds, reduction) * scale
+                weights = self._member_weights(rows, members.shape[1], reduction, scale)
+                if weights is not None:  # the same gradient in fewer operations
+                    loss = loss + weighted_member_loss(members, yb, weights)
+                else:
+                    folds = self._member_folds(kb, members.shape[1], rows)
+                    loss = loss + member_loss(members, yb, folds, reduction) * scale
         self.scaler_.scale(loss).backward()
         if self.grad_clip:
             self.scaler_.unscale_(self.optimizer_)
@@ -171,6 +175,20 @@ class TrainingLoopMixin:
         if rows is not None and table is not None and table.device == kb.device:
             return torch.index_select(table, 0, rows)
         return key_fold(kb, n_folds, int(self.mask_seed))
+
+    def _member_weights(self, rows: torch.Tensor | None, n_folds: int, reduction: str,
+                        scale: float) -> torch.Tensor | None:
+        """The batch's columns of the training rows' member-loss weights
+        (:func:`~tod_cleanse.folds.member_loss_weights`, one table per batch size,
+        reduction and scale, built on first use), or ``None`` without ``rows``."""
+        table = getattr(self, "_fold_table", None)
+        if rows is None or table is None or table.device != rows.device:
+            return None
+        cache = self.__dict__.setdefault("_weight_tables", {})
+        key = (rows.shape[0], reduction, scale)
+        if key not in cache:
+            cache[key] = member_loss_weights(table, n_folds, rows.shape[0], reduction, scale)
+        return torch.index_select(cache[key], 1, rows)
 
     def _fit_loop(self, inputs: Any, y_enc: np.ndarray, keys: np.ndarray,
                   rng: np.random.Generator) -> None:
@@ -231,3 +249,4 @@ class TrainingLoopMixin:
             for layer in tod_layers:
                 layer.cache_masks(None)
             self._fold_table = self._batch_rows = None
+            self.__dict__.pop("_weight_tables", None)
