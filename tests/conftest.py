@@ -99,14 +99,28 @@ def _assert_same_tod_network(with_members, without):
     parameter and buffer outside the members, the self-influence and the full network's
     probabilities are bit-identical, and only ``oos_proba_`` differs."""
     assert without.module_.members is None
-    tod = {k: v for k, v in with_members.module_.state_dict().items()
-           if not k.startswith("members.")}
+    tod = {_without_tap(with_members.module_, k): v
+           for k, v in with_members.module_.state_dict().items() if not k.startswith("members.")}
     assert tod.keys() == without.module_.state_dict().keys()
     for name, value in tod.items():
         assert torch.equal(value, without.module_.state_dict()[name]), name
     np.testing.assert_array_equal(with_members.self_influence_, without.self_influence_)
     np.testing.assert_array_equal(with_members.train_proba_, without.train_proba_)
     assert not np.array_equal(with_members.oos_proba_, without.oos_proba_)
+
+
+def _without_tap(net, key):
+    """``key`` of a state dict as it reads without the trunk's ``FeatureTap`` (the
+    parameter-free layer ``oos_stage`` inserts: the layers above it sit one index up)."""
+    from tod_cleanse.estimators._network import FeatureTap
+
+    taps = [i for i, m in enumerate(getattr(net.trunk, "children", list)())
+            if isinstance(m, FeatureTap)]
+    part, _, rest = key.partition(".")
+    index, _, tail = rest.partition(".")
+    if part != "trunk" or not taps or not index.isdigit() or int(index) < taps[0]:
+        return key
+    return f"trunk.{int(index) - 1}.{tail}"
 
 
 @pytest.fixture(scope="session")

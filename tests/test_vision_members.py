@@ -24,7 +24,7 @@ def _images(n=96, side=16, seed=0):
 
 def test_vgg_members_read_the_trunk_and_give_oos_proba():
     X, y = _images()
-    est = ToDVGGClassifier(**VGG).fit(X, y)
+    est = ToDVGGClassifier(**VGG, oos_stage=None).fit(X, y)
     net = est.module_
     assert net.members_input == "trunk" and net.members.n_folds == 3
     inputs = est._validate_X(X, reset=False)
@@ -58,7 +58,7 @@ def test_vgg_members_survive_save_and_load(tmp_path):
     path = tmp_path / "vgg.pt"
     persistence.save(est, path)
     loaded = persistence.load(path)
-    assert loaded.module_.members_input == "trunk"
+    assert loaded.module_.members_input == "tap"
     for name, value in est.module_.members.state_dict().items():
         assert torch.equal(value, loaded.module_.members.state_dict()[name]), name
     np.testing.assert_allclose(loaded.predict_proba(X[:5]), est.predict_proba(X[:5]))
@@ -106,5 +106,134 @@ def test_members_input_must_be_named():
 
     from tod_cleanse.estimators._network import ToDNetwork
 
-    with pytest.raises(ValueError, match="members_input must be 'input' or 'trunk', got 'head'"):
+    with pytest.raises(ValueError,
+                       match="members_input must be 'input', 'trunk' or 'tap', got 'head'"):
         ToDNetwork(nn.Identity(), nn.Identity(), members_input="head")
+    with pytest.raises(ValueError, match="needs a FeatureTap inside the trunk"):
+        ToDNetwork(nn.Identity(), nn.Identity(), members_input="tap")
+
+
+def _stage_features(est, X, stage_end):
+    """What the members should read: stage output, pooled to at most 8x8, flattened."""
+    inputs = torch.as_tensor(est._validate_X(X, reset=False))
+    trunk = est.module_.trunk
+    with torch.no_grad():
+        out = trunk[:stage_end + 1](inputs)
+    if max(out.shape[-2:]) > 8:
+        out = torch.nn.functional.adaptive_avg_pool2d(out, 8)
+    return out.flatten(1)
+
+
+def test_vgg_members_read_stage_two_by_default():
+    """oos_stage=2: the members read the second max-pooled block (16x16 -> 4x4 here)."""
+    X, y = _images(side=32)
+    est = ToDVGGClassifier(**VGG).fit(X, y)
+    net = est.module_
+    assert net.members_input == "tap"
+    pools = [i for i, m in enumerate(net.trunk) if isinstance(m, torch.nn.MaxPool2d)]
+    assert type(net.trunk[pools[1] + 1]).__name__ == "FeatureTap"
+    net.eval()
+    feats = _stage_features(est, X, pools[1])
+    assert feats.shape[1] == net.members.weight1.shape[0]
+    with torch.no_grad():
+        logits = net.members(feats)
+    folds = key_fold(torch.as_tensor(est.train_keys_), 3)
+    expected = torch.softmax(out_of_fold_logits(logits, folds) / est.oos_temperature_, 1)
+    np.testing.assert_allclose(est.oos_proba_, expected.numpy(), atol=1e-5)
+
+
+def test_stage_one_is_pooled_to_eight_by_eight():
+    X, y = _images(side=32)
+    est = ToDVGGClassifier(**VGG, oos_stage=1).fit(X, y)  # 32 -> 16x16 after stage 1
+    net = est.module_
+    pools = [i for i, m in enumerate(net.trunk) if isinstance(m, torch.nn.MaxPool2d)]
+    feats = _stage_features(est, X, pools[0])
+    channels = net.trunk[pools[0] - 3].out_channels
+    assert feats.shape[1] == channels * 64
+    net.eval()
+    with torch.no_grad():
+        h = net.trunk(torch.as_tensor(est._validate_X(X[:7], reset=False)))
+        got = net.member_logits(None, h)  # the tap kept this batch's features
+        np.testing.assert_allclose(got.numpy(), net.members(feats[:7]).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_stage_members_leave_the_tod_network_bit_identical(stage, assert_same_tod_network):
+    X, y = _images()
+    assert_same_tod_network(ToDVGGClassifier(**VGG, oos_stage=stage).fit(X, y),
+                            ToDVGGClassifier(**{**VGG, "oos_folds": None}).fit(X, y))
+
+
+def test_member_logits_rerun_the_trunk_when_the_tap_is_stale():
+    """A stale or spent tap (another batch size, already read) is never used."""
+    X, y = _images()
+    est = ToDVGGClassifier(**VGG).fit(X, y)
+    net = est.module_.eval()
+    x = torch.as_tensor(est._validate_X(X[:5], reset=False))
+    with torch.no_grad():
+        h = net.trunk(x)
+        first = net.member_logits(x, h)
+        net.trunk(torch.as_tensor(est._validate_X(X[:9], reset=False)))  # another batch
+        again = net.member_logits(x, h)
+    np.testing.assert_allclose(first.numpy(), again.numpy(), atol=1e-6)
+
+
+def test_tap_features_are_not_pickled():
+    import pickle
+
+    X, y = _images()
+    est = ToDVGGClassifier(**VGG).fit(X, y)
+    est.predict_proba(X[:4])  # leaves a batch in the tap
+    back = pickle.loads(pickle.dumps(est))
+    tap = next(m for m in back.module_.trunk if type(m).__name__ == "FeatureTap")
+    assert tap.features is None
+    np.testing.assert_allclose(back.predict_proba(X[:4]), est.predict_proba(X[:4]))
+
+
+@pytest.mark.parametrize("cls, params, error", [
+    (ToDVGGClassifier, dict(VGG, oos_stage=6), r"oos_stage must be None or an integer in \[1, 5\]"),
+    (ToDVGGClassifier, dict(VGG, oos_stage=5, tod_conv_layers=2), "above the lowest ToD layer"),
+    (ToDResNetClassifier, dict(COMMON, width_multiplier=1 / 32, classifier_width=8,
+                               oos_stage=4, tod_last_stage=True), "above the lowest ToD layer"),
+    (ToDResNetClassifier, dict(COMMON, width_multiplier=1 / 32, classifier_width=8,
+                               oos_stage=5), r"integer in \[1, 4\]"),
+])
+def test_oos_stage_out_of_range_names_the_parameter(cls, params, error):
+    X, y = _images(n=48, side=32)
+    with pytest.raises(ValueError, match=error):
+        cls(**params).fit(X, y)
+
+
+def test_resnet_stage_members():
+    X, y = _images(n=48, side=32)
+    est = ToDResNetClassifier(**COMMON, width_multiplier=1 / 32, classifier_width=8,
+                              oos_stage=2).fit(X, y)
+    assert est.module_.members_input == "tap"
+    assert est.oos_proba_.shape == (48, 3)
+
+
+def test_oos_stage_is_ignored_without_members():
+    X, y = _images()
+    est = ToDVGGClassifier(**{**VGG, "oos_folds": None}).fit(X, y)
+    assert not any(type(m).__name__ == "FeatureTap" for m in est.module_.trunk)
+
+
+def test_models_saved_before_oos_stage_load_with_trunk_members(tmp_path):
+    """A file written before ``oos_stage`` existed (no such parameter) rebuilds its
+    members on the trunk's output, as they were trained."""
+    X, y = _images()
+    est = ToDVGGClassifier(**VGG, oos_stage=None).fit(X, y)
+    path = tmp_path / "old.pt"
+    persistence.save(est, path)
+    payload = torch.load(path, weights_only=True)
+    del payload["params"]["oos_stage"]
+    torch.save(payload, path)
+    loaded = persistence.load(path)
+    assert loaded.oos_stage is None and loaded.module_.members_input == "trunk"
+    np.testing.assert_allclose(loaded.predict_proba(X[:5]), est.predict_proba(X[:5]))
+    state = est.__getstate__()
+    del state["oos_stage"]
+    back = ToDVGGClassifier.__new__(ToDVGGClassifier)
+    back.__setstate__(state)
+    assert back.oos_stage is None
+    np.testing.assert_allclose(back.predict_proba(X[:5]), est.predict_proba(X[:5]))

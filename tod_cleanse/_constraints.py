@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 __all__ = ["HasMethods", "Interval", "StrOptions", "int_interval", "real_interval",
-           "MEMBER_CONSTRAINTS"]
+           "MEMBER_CONSTRAINTS", "STAGE_CONSTRAINTS"]
 
 
 class _NotBool(Interval):
@@ -66,3 +66,8 @@ def real_interval(left: float | None, right: float | None,
 #: ``oos_width``) of the families that carry members beyond the MLP.
 MEMBER_CONSTRAINTS: dict = {"oos_folds": [None, int_interval(2, None, closed="left")],
                             "oos_width": [int_interval(1, None, closed="left")]}
+
+#: ``_parameter_constraints`` of ``oos_stage`` (the convolutional families: the stage
+#: whose output the out-of-fold members read); its range is checked against the
+#: network when it is built.
+STAGE_CONSTRAINTS: dict = {"oos_stage": [None, int_interval(1, None, closed="left")]}

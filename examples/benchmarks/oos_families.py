@@ -10,10 +10,15 @@ give:
 
 * ``flipped``: ``oos_proba_`` without members (``oos_folds=None``: the flipped head
   sub-network; the families' only view before this study);
-* ``members-trunk``: ``oos_folds=5, oos_width=128`` (the VGG default; opt-in for BERT): five
-  out-of-fold members (one hidden layer of 128) on the *detached* trunk features (VGG:
-  the input of the first ToD layer; BERT: the encoder's pooled output): the members'
-  loss never reaches the trunk, but the trunk saw every row;
+* ``members-trunk``: ``oos_folds=5, oos_width=128`` (VGG: ``oos_stage=None``, the default
+  before round 5; opt-in for BERT): five out-of-fold members (one hidden layer of 128) on
+  the *detached* trunk features (VGG: the input of the first ToD layer; BERT: the
+  encoder's pooled output): the members' loss never reaches the trunk, but the trunk saw
+  every row;
+* ``members-stage1`` .. ``members-stage4`` (VGG only): the members read the detached
+  output of convolutional stage 1-4 (``oos_stage``; pooled to at most 8x8), which
+  memorises the rows less than the trunk's top; ``members-stage2`` is the VGG default
+  since round 5; ``members-stage2-grid4``: the same pooled to 4x4;
 * ``members-pixels`` (VGG only): the MLP's members on a fixed 64-dimensional PCA of
   the standardised pixels (:func:`tod_cleanse.folds.input_projection`): a whole network
   that never saw the row, but a weaker model than the VGG;
@@ -66,6 +71,12 @@ OUT = study.OUT
 N_FOLDS, WIDTH = 5, 128
 
 
+class _VGGStageGrid4(ToDVGGClassifier):
+    """``oos_stage`` features average-pooled to 4x4 instead of 8x8."""
+
+    _tap_grid = 4
+
+
 class _VGGPixelMembers(ToDVGGClassifier):
     """run.py's VGG with the MLP's members: on a fixed PCA map of the standardised pixels."""
 
@@ -115,14 +126,19 @@ def run_cell(family: str, kind: str, rate: float, seed: int, designs: list[str],
     cell = run.cell_name(c)
     factory = run.FACTORIES[family]
     cls = type(factory())
+    trunk = {"oos_stage": None} if family == "vgg" else {}
     views = {"flipped": (cls, {"oos_folds": None}),
-             "members-trunk": (cls, {"oos_folds": N_FOLDS, "oos_width": WIDTH}),
+             "members-trunk": (cls, {"oos_folds": N_FOLDS, "oos_width": WIDTH, **trunk}),
+             **{f"members-stage{k}": (cls, {"oos_folds": N_FOLDS, "oos_width": WIDTH,
+                                           "oos_stage": k}) for k in (1, 2, 3, 4)},
+             "members-stage2-grid4": (_VGGStageGrid4, {"oos_folds": N_FOLDS,
+                                                       "oos_width": WIDTH, "oos_stage": 2}),
              "members-pixels": (_VGGPixelMembers, {"oos_folds": None}),
              "members-lr10": (_text_members_lr10() if family == "bert" else cls,
-                              {"oos_folds": N_FOLDS, "oos_width": WIDTH}),
+                              {"oos_folds": N_FOLDS, "oos_width": WIDTH, **trunk}),
              # where ToD sits (self-influence): also after the last k convolutions
-             "tod-conv2": (cls, {"tod_conv_layers": 2}),
-             "tod-conv4": (cls, {"tod_conv_layers": 4})}
+             "tod-conv2": (cls, {"tod_conv_layers": 2, **trunk}),
+             "tod-conv4": (cls, {"tod_conv_layers": 4, **trunk})}
     rows, preds, cpus = [], {}, {}
     for name in designs:
         extra: dict = {}
@@ -154,15 +170,17 @@ def markdown(rows: list[dict]) -> str:
            "cells; `bert_factory`: MiniLM on the WordNet 2k cells); cleanlab's "
            "`find_label_issues` and `get_label_quality_scores` on each out-of-sample view, "
            "accuracy on the clean training rows, CPU seconds of the whole run (one thread). "
-           "`members-trunk` is the package's default for VGG (opt-in for BERT).",
+           "`members-stage2` is the package's default for VGG since round 5 (before: "
+           "`members-trunk`, which is opt-in for BERT).",
            "`AP self-inf.`: AP of the fit's `self_influence_` at ranking the flipped rows. "
            "Cells without a `cv5` row: the full suite's `cleanlab_cv5` on the same rows, "
            "flips and network (`results/full/`; on the two cells measured both ways the "
            "figures agree exactly).",
            "", "| cell | view | flagged | precision | recall | AP | clean-row acc | "
            "AP self-inf. | CPU s |", "|---|---|---|---|---|---|---|---|---|"]
-    order = ["cv5", "flipped", "members-trunk", "members-lr10", "members-pixels",
-             "members-mean", "tod-conv2", "tod-conv4"]
+    order = ["cv5", "flipped", "members-trunk", "members-stage4", "members-stage3",
+             "members-stage2", "members-stage2-grid4", "members-stage1", "members-lr10",
+             "members-pixels", "members-mean", "tod-conv2", "tod-conv4"]
     for r in sorted(rows, key=lambda r: (r["cell"], r["seed"], order.index(r["design"]))):
         cell = r["cell"] + (f" @s{r['seed']}" if r["seed"] else "")
         out.append(f"| {cell} | `{r['design']}` | {r['n_flagged']} | {r['precision']:.3f} | "

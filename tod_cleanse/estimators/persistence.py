@@ -114,14 +114,20 @@ class PersistenceMixin:
 
     The estimator supplies ``_rebuild_module()`` (a network of the fitted shape)
     and ``_make_optimizer()``. ``__setstate__`` puts the network on the saved
-    ``device_``, or on the CPU when that device is absent here.
+    ``device_``, or on the CPU when that device is absent here. A parameter added
+    after a model was saved takes the value in ``_params_added`` (the behaviour
+    before it existed), for pickles and :func:`load` alike.
     """
+
+    #: Parameters added since the first file format -> the value that rebuilds the
+    #: network of a model saved before they existed.
+    _params_added: dict = {}
 
     def __getstate__(self) -> dict:
         return dump_state(self)
 
     def __setstate__(self, state: dict) -> None:
-        state = dict(state)
+        state = {**self._params_added, **state}
         module_bytes = state.pop("module_", None)
         optimizer_bytes = state.pop("optimizer_", None)
         saved_device = state.pop("device_", None)
@@ -224,7 +230,7 @@ def load(path: str | os.PathLike, device: str | torch.device | None = None) -> A
         raise ValueError(f"{os.fspath(path)!r} names the class {payload['class']!r}, "
                          "which is not a tod_cleanse estimator.")
     cls = getattr(importlib.import_module(module_name), class_name)
-    estimator = cls(**from_plain(payload["params"]))
+    estimator = cls(**{**getattr(cls, "_params_added", {}), **from_plain(payload["params"])})
     state = from_plain(payload["fitted"])
     if payload["module"] is not None:
         state["module_"] = _tensor_bytes(payload["module"])

@@ -23,10 +23,10 @@ from torch.nn import functional as F
 
 from ..folds import OutOfFoldMembers
 from ..layers import TurnOverDropout
-from ._network import ToDNetwork
+from ._network import FeatureTap, ToDNetwork, _feature_tap
 
 __all__ = ["ImageInputMixin", "tod_head", "load_local_weights", "torchvision_models",
-           "with_trunk_members"]
+           "with_trunk_members", "tap_stage"]
 
 
 def with_trunk_members(net: ToDNetwork, n_classes: int, input_shape: tuple[int, ...], *,
@@ -34,9 +34,11 @@ def with_trunk_members(net: ToDNetwork, n_classes: int, input_shape: tuple[int, 
     """``net`` with out-of-fold members on its trunk's detached features.
 
     The members (:class:`~tod_cleanse.folds.OutOfFoldMembers`) read the flattened
-    trunk output; its width comes from one forward pass of a zero batch in
-    evaluation mode (batch-norm statistics are left untouched). Their weights come
-    from their own generator, so the ToD network is initialised as without them.
+    trunk output or, when the trunk holds a :class:`FeatureTap` (placed by
+    :func:`tap_stage`), the features it keeps; their width comes from one forward
+    pass of a zero batch in evaluation mode (batch-norm statistics are left
+    untouched). Their weights come from their own generator, so the ToD network is
+    initialised as without them.
 
     Parameters
     ----------
@@ -65,14 +67,71 @@ def with_trunk_members(net: ToDNetwork, n_classes: int, input_shape: tuple[int, 
     """
     if not (enabled and n_folds):
         return net
+    tap = _feature_tap(net.trunk)
     was_training = net.trunk.training
     net.trunk.eval()
     with torch.no_grad():
-        dim = int(math.prod(net.trunk(torch.zeros(2, *input_shape)).shape[1:]))
+        out = net.trunk(torch.zeros(2, *input_shape))
+        feats = out.flatten(1) if tap is None else tap.take()
     net.trunk.train(was_training)
-    members = OutOfFoldMembers(dim, int(n_folds), int(width), n_classes,
+    members = OutOfFoldMembers(int(feats.shape[1]), int(n_folds), int(width), n_classes,
                                seed=torch.initial_seed() % 2**31)
-    return ToDNetwork(net.trunk, net.head, members, members_input="trunk")
+    return ToDNetwork(net.trunk, net.head, members,
+                      members_input="trunk" if tap is None else "tap")
+
+
+def tap_stage(layers: list[nn.Module], ends: list[int], stage: int | None, cut: int, *,
+              param: str = "oos_stage", grid: int = 8) -> list[nn.Module]:
+    """``layers`` with a :class:`FeatureTap` after convolutional stage ``stage``.
+
+    The out-of-fold members then read that stage's output (detached, pooled to at
+    most ``grid x grid``) instead of the trunk's: lower stages memorise the rows
+    less (issue 11, ``examples/benchmarks/results/oos/families.md``).
+
+    Parameters
+    ----------
+    layers : list of nn.Module
+        The network's layers, in order (trunk, then head).
+    ends : list of int
+        Index in ``layers`` of the last layer of each stage (stage ``s`` ends at
+        ``ends[s - 1]``).
+    stage : int or None
+        Stage whose output the members read (1 = the first); ``None`` returns
+        ``layers`` unchanged.
+    cut : int
+        Index of the lowest ToD layer in ``layers`` (where the trunk ends).
+    param : str, default="oos_stage"
+        Parameter name for the error messages.
+    grid : int, default=8
+
+    Returns
+    -------
+    list of nn.Module
+
+    Raises
+    ------
+    ValueError
+        When ``stage`` is beyond the last stage, or its output lies above the lowest
+        ToD layer (it would depend on the instance mask).
+
+    Examples
+    --------
+    >>> layers = [nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), nn.Conv2d(2, 2, 3), nn.MaxPool2d(2)]
+    >>> [type(m).__name__ for m in tap_stage(layers, [1, 3], 1, cut=4)]
+    ['Conv2d', 'MaxPool2d', 'FeatureTap', 'Conv2d', 'MaxPool2d']
+    """
+    if stage is None:
+        return list(layers)
+    if not 1 <= stage <= len(ends):
+        raise ValueError(f"{param} must be None or an integer in [1, {len(ends)}] (the "
+                         f"network's convolutional stages), got {stage!r}.")
+    at = ends[stage - 1] + 1
+    if at > cut:
+        raise ValueError(f"{param}={stage}: that stage's output lies above the lowest ToD "
+                         "layer, where the features depend on the instance mask; choose a "
+                         "lower stage, or fewer ToD layers among the convolutions.")
+    return [*layers[:at], FeatureTap(grid), *layers[at:]]
+
 
 logger = logging.getLogger(__name__)
 
