@@ -137,3 +137,47 @@ def test_weighted_member_loss_has_member_losss_gradient_bit_for_bit(reduction, s
         loss.backward()
         grads.append(logits.grad)
     assert torch.equal(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("n_groups", [None, 6])
+@pytest.mark.parametrize("n_keys, width", [(0, 8), (1, 1), (300, 512), (5000, 33), (7, 2**17 + 3)])
+def test_key_mask_in_blocks_is_the_one_piece_hash(n_groups, n_keys, width):
+    """key_mask hashes a cache-sized block of keys at a time, in place: same masks as
+    hashing the whole (keys x units) matrix with hash32."""
+    import tod_cleanse.masks as masks
+
+    g = torch.Generator().manual_seed(n_keys)
+    keys = torch.randint(-(2**62), 2**62, (n_keys,), generator=g)
+    p, layer_seed, seed = 0.37, 3, 11
+    got = key_mask(keys, width, p, layer_seed, seed, n_groups)
+    # the formula in one piece (masks.key_mask before the blocks)
+    m32 = masks._M32
+    h = masks.hash32((keys & m32) ^ masks.hash32(((keys >> 32) & m32) ^ masks.hash32(
+        torch.full_like(keys, (seed * masks._GOLDEN) & m32))))
+    complement = None
+    if n_groups is not None:
+        grp = masks.hash32(h) % n_groups
+        complement, h = (grp & 1).bool(), grp >> 1
+    h = masks.hash32(h ^ ((layer_seed * masks._C1 + 0x5BD1E995) & m32))
+    u = masks.hash32((torch.arange(width) * masks._GOLDEN + 0x632BE5AB) & m32)
+    want = masks.hash32(h[:, None] ^ u[None, :]) >= int(round(p * 2**32))
+    if complement is not None:
+        want = want ^ complement[:, None]
+    assert got.shape == (n_keys, width) and torch.equal(got, want)
+
+
+def test_the_mlp_scores_its_training_rows_from_the_training_mask_tables(monkeypatch):
+    import tod_cleanse.layers as layers
+
+    calls = []
+    orig = layers.key_mask
+    monkeypatch.setattr(layers, "key_mask", lambda keys, *a: calls.append(len(keys))
+                        or orig(keys, *a))
+    X, y = _data(n=300)
+    est = ToDMLPClassifier(hidden_layer_sizes=(16, 8), max_epochs=2, batch_size=32,
+                           random_state=0, verbose=0).fit(X, y)
+    assert calls == [300, 300]  # one table per ToD layer, hashed once: training and scoring
+    assert all(m._cache is None for m in layers.tod_modules(est.module_))  # then cleared
+    calls.clear()
+    est.score_influence(X[:5], y[:5])  # later uses hash (or cache) as before
+    assert calls == [300, 300]

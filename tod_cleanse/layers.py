@@ -213,16 +213,9 @@ class TurnOverDropout(nn.Module):
     def _cached_table(self, cache: dict, width: int, device: torch.device) -> torch.Tensor:
         """The cache's (n_keys, width) seen masks on ``device``, built on first use."""
         table = cache["tables"].get((width, device))
-        if table is None:
-            ck = cache["keys"].to(device)
-            # Build it in chunks of ~1M entries: key_mask's int64 intermediates
-            # are 8x the size of the bool table it returns.
-            step = max(1, 2**20 // max(width, 1))
-            table = torch.cat([
-                key_mask(ck[i:i + step], width, self.p, self.layer_seed, self.seed,
-                         self.n_groups)
-                for i in range(0, ck.numel(), step)
-            ])
+        if table is None:  # (key_mask hashes it a cache-sized block of keys at a time)
+            table = key_mask(cache["keys"].to(device), width, self.p, self.layer_seed,
+                             self.seed, self.n_groups)
             cache["tables"][(width, device)] = table
         return table
 

@@ -58,6 +58,10 @@ class TrainingLoopMixin:
         self.optimizer_ = self._make_optimizer()
         return self
 
+    #: Leave the ToD layers' mask cache in place after a successful training loop, for
+    #: the family's ``_score_training_rows`` to read and then clear (the MLP does).
+    _mask_cache_for_scoring: bool = False
+
     #: Learning rate of the out-of-fold members relative to ``lr`` (a family whose
     #: ``lr`` suits fine-tuning a pretrained trunk can give its fresh members more).
     _member_lr_scale: float = 1.0
@@ -216,6 +220,7 @@ class TrainingLoopMixin:
         ddp, net = ddp_world(), self.module_
         if ddp:  # data-parallel: same global batches, each rank its shard (keys travel along)
             self.module_ = ddp_wrap(net, self.device_)
+        keep_masks = False
         try:
             for epoch in range(int(self.max_epochs)):
                 order = rng.permutation(n)
@@ -243,10 +248,12 @@ class TrainingLoopMixin:
                 self.history_.append({"epoch": epoch + 1, "train_loss": mean_loss})
                 bar.set_postfix(loss=f"{mean_loss:.4f}")
                 logger.info("epoch %d/%d train_loss=%.4f", epoch + 1, self.max_epochs, mean_loss)
+            keep_masks = bool(self._mask_cache_for_scoring)
         finally:
             self.module_ = net
             bar.close()
-            for layer in tod_layers:
-                layer.cache_masks(None)
+            if not keep_masks:
+                for layer in tod_layers:
+                    layer.cache_masks(None)
             self._fold_table = self._batch_rows = None
             self.__dict__.pop("_weight_tables", None)

@@ -12,7 +12,7 @@ from torch import nn
 
 from .._constraints import StrOptions, int_interval
 from ..folds import OutOfFoldMembers, input_projection
-from ..layers import TurnOverDropout
+from ..layers import TurnOverDropout, tod_modules
 from ._docs import fill_shared_parameters
 from .base import BaseToDClassifier, ToDNetwork
 
@@ -196,6 +196,17 @@ class ToDMLPClassifier(BaseToDClassifier):
         finally:
             if cache:
                 members.cache_inputs(None)
+
+    #: Training leaves the ToD layers' mask tables for scoring the training rows (their
+    #: seen and flipped masks are then read, not hashed twice more); cleared after it.
+    _mask_cache_for_scoring = True
+
+    def _score_training_rows(self, inputs: Any, y_enc: np.ndarray, keys: np.ndarray) -> None:
+        try:
+            super()._score_training_rows(inputs, y_enc, keys)
+        finally:
+            for layer in tod_modules(self.module_):
+                layer.cache_masks(None)
 
     def _build_module(self, n_classes: int) -> ToDNetwork:
         sizes = tuple(int(h) for h in np.atleast_1d(self.hidden_layer_sizes))
