@@ -1,4 +1,4 @@
-"""Issue 11: the out-of-sample view of the VGG and BERT families, against 5-fold CV.
+"""Issue 11: the out-of-sample view of the VGG, ResNet and BERT families, against 5-fold CV.
 
 The MLP's out-of-fold members (:mod:`tod_cleanse.folds`) read the raw input. Before
 this study the VGG and BERT families had none: their ``oos_proba_`` was the flipped
@@ -15,10 +15,12 @@ give:
   the *detached* trunk features (VGG: the input of the first ToD layer; BERT: the
   encoder's pooled output): the members' loss never reaches the trunk, but the trunk saw
   every row;
-* ``members-stage1`` .. ``members-stage4`` (VGG only): the members read the detached
+* ``members-stage1`` .. ``members-stage4`` (VGG, ResNet): the members read the detached
   output of convolutional stage 1-4 (``oos_stage``; pooled to at most 8x8), which
   memorises the rows less than the trunk's top; ``members-stage2`` is the VGG default
-  since round 5; ``members-stage2-grid4``: the same pooled to 4x4;
+  since round 5; ``members-stage2-grid4`` (VGG): the same pooled to 4x4. ResNet
+  (``--family resnet``: the setting of ``examples/fashion_mnist_resnet.py``, 4,000 rows)
+  keeps ``members-trunk`` by default;
 * ``members-pixels`` (VGG only): the MLP's members on a fixed 64-dimensional PCA of
   the standardised pixels (:func:`tod_cleanse.folds.input_projection`): a whole network
   that never saw the row, but a weaker model than the VGG;
@@ -94,6 +96,19 @@ class _VGGPixelMembers(ToDVGGClassifier):
         return ToDNetwork(net.trunk, net.head, members, members_input="input")
 
 
+def resnet_factory() -> Any:
+    """The setting of ``examples/fashion_mnist_resnet.py`` (ResNet-18, channels x0.125,
+    10 epochs of SGD at lr 0.05 with linear decay; 4,000 Fashion-MNIST images)."""
+    from tod_cleanse import ToDResNetClassifier
+
+    return ToDResNetClassifier(arch="resnet18", width_multiplier=0.125, max_epochs=10,
+                               batch_size=128, lr=0.05, optimizer="sgd", weight_decay=5e-4,
+                               verbose=0)
+
+
+FACTORIES = {"resnet": resnet_factory}
+
+
 def _text_members_lr10() -> type:
     """The text family with its members at 10x the encoder's learning rate."""
     from tod_cleanse import ToDTextClassifier
@@ -115,18 +130,23 @@ def _tod_fit(factory: Any, cls: type, split: bl.Split, y: np.ndarray, seed: int,
 
 
 def run_cell(family: str, kind: str, rate: float, seed: int, designs: list[str],
-             save: str | None = None) -> list[dict]:
-    c = dict(dataset="fashion_mnist" if family == "vgg" else "wordnet", model=family,
-             kind=kind, rate=rate, n_train=10_000 if family == "vgg" else 2_000)
+             save: str | None = None, dataset: str | None = None,
+             n_train: int | None = None) -> list[dict]:
+    images = family in ("vgg", "resnet")
+    c = dict(dataset=dataset or ("fashion_mnist" if images else "wordnet"),
+             model=family, kind=kind, rate=rate,
+             n_train=n_train or {"vgg": 10_000, "resnet": 4_000, "bert": 2_000}[family])
     split = run.load_split(c)
     pairs = (bl.confusable_by_text(split.X_train, split.y_train)
              if family == "bert" and kind == "class" else None)  # as run.py
     y, flipped = bl.inject_noise(split.y_train, rate, kind, split.name, seed=seed, pairs=pairs)
     y = np.unique(y, return_inverse=True)[1]  # 0..k-1 (WordNet's class ids have gaps)
+    if c["dataset"] == "digits":
+        c.pop("n_train")  # all of digits' training rows (run.py's digits cells)
     cell = run.cell_name(c)
-    factory = run.FACTORIES[family]
+    factory = FACTORIES.get(family) or run.FACTORIES[family]
     cls = type(factory())
-    trunk = {"oos_stage": None} if family == "vgg" else {}
+    trunk = {"oos_stage": None} if images else {}
     views = {"flipped": (cls, {"oos_folds": None}),
              "members-trunk": (cls, {"oos_folds": N_FOLDS, "oos_width": WIDTH, **trunk}),
              **{f"members-stage{k}": (cls, {"oos_folds": N_FOLDS, "oos_width": WIDTH,
@@ -193,11 +213,16 @@ def markdown(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--family", choices=["vgg", "bert"], default="vgg")
+    ap.add_argument("--family", choices=["vgg", "resnet", "bert"], default="vgg")
     ap.add_argument("--cells", default="uniform20,class20",
                     help="comma-separated: uniform10, uniform20, uniform40, class20")
     ap.add_argument("--designs", default="flipped,members-trunk,members-pixels,cv5")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dataset", choices=["fashion_mnist", "digits"],
+                    help="VGG, ResNet: another image set than the full suite's Fashion-MNIST "
+                         "(digits: 8x8 images padded to 32x32), for the default's robustness")
+    ap.add_argument("--n-train", type=int, help="training rows (Fashion-MNIST; default: the "
+                    "full suite's 10,000 for VGG, 2,000 for BERT)")
     ap.add_argument("--append", action="store_true", help="keep the rows already stored")
     ap.add_argument("--save-probs", metavar="DIR", help="also write each view's pred_probs "
                     "(with the labels and the flip mask) to DIR/<cell>@s<seed>-<view>.npz")
@@ -210,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         kind = "class" if cell.startswith("class") else "uniform"
         rate = int(cell[len(kind):]) / 100
         try:
-            new = run_cell(args.family, kind, rate, args.seed, designs, args.save_probs)
+            new = run_cell(args.family, kind, rate, args.seed, designs, args.save_probs,
+                           args.dataset, args.n_train)
         except bl.Skip as exc:
             print(f"skipped: {exc}", file=sys.stderr)
             return 1
