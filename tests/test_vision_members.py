@@ -77,7 +77,8 @@ COMMON = dict(max_epochs=1, batch_size=16, optimizer="adam", lr=1e-2, weight_dec
 def test_other_image_families_carry_trunk_members(cls, params):
     X, y = _images(n=48)
     est = cls(**COMMON, **params).fit(X, y)
-    assert est.module_.members_input == "trunk" and est.module_.members.n_folds == 3
+    expected = "tap" if cls is ToDResNetClassifier else "trunk"  # ResNet: oos_stage=2
+    assert est.module_.members_input == expected and est.module_.members.n_folds == 3
     assert est.oos_proba_.shape == (48, 3)
     off = cls(**{**COMMON, "oos_folds": None}, **params).fit(X, y)
     np.testing.assert_array_equal(est.train_proba_, off.train_proba_)

@@ -113,13 +113,15 @@ default="resnet18"
         kernels. Nothing is downloaded.
     augment, data_format, image_shape
         As in :class:`ToDVGGClassifier`.
-    oos_stage : int or None, default=None
+    oos_stage : int or None, default=2
         Residual stage (1-4: ``layer1`` .. ``layer4``) whose output the out-of-fold
         members read, detached and average-pooled to at most 8x8; ``None``: the
-        trunk's output (the input of the first ToD layer). The VGG family reads
-        stage 2 by default, where it matched 5-fold cross-validation on Fashion-MNIST
-        (:class:`ToDVGGClassifier`); this family has not been measured so, and keeps
-        the trunk's output.
+        trunk's output (the input of the first ToD layer; what models saved before
+        this parameter existed use). As in :class:`ToDVGGClassifier`: on Fashion-MNIST
+        4k (the setting of ``examples/fashion_mnist_resnet.py``) members on stage 2
+        match 5-fold cross-validation's recall, where members on the trunk's output
+        miss it by 0.04-0.05 (``examples/benchmarks/results/oos/families.md``). Must
+        lie below the lowest ToD layer (``tod_last_stage`` puts ToD into stage 4).
     %(shared_parameters)s
 
     Attributes
@@ -147,6 +149,7 @@ seen_proba_, train_proba_, history_, n_features_in_, image_shape_, mean_, std_
     """
 
     _min_side = 32  # five stride-2 reductions need at least 32 pixels per side
+    _params_added = {"oos_stage": None}  # saved before it existed: members on the trunk
 
     _parameter_constraints: dict = {
         **BaseToDClassifier._parameter_constraints,
@@ -195,7 +198,7 @@ seen_proba_, train_proba_, history_, n_features_in_, image_shape_, mean_, std_
         verbose: int = 1,
         oos_folds: int | None = 5,
         oos_width: int = 128,
-        oos_stage: int | None = None,
+        oos_stage: int | None = 2,
     ) -> None:
         self.arch = arch
         self.width_multiplier = width_multiplier
