@@ -57,7 +57,7 @@ class ToDMLPClassifier(BaseToDClassifier):
         instead of the per-instance flipped sub-network, whose clean-row accuracy
         trailed 5-fold CV by 0.02-0.07 (issue 11). Influence, self-influence,
         ``train_proba_`` and predictions stay those of the per-instance ToD network.
-        ``None``: no members (cheaper: a fit with the members costs 1.3-2.0x one
+        ``None``: no members (cheaper: a fit with the members costs 1.4-2.4x one
         without them on the benchmark cells, ``examples/benchmarks/results/oos/cost.md``).
     oos_width : int, default=128
         Hidden units of each out-of-fold member. Inputs wider than
