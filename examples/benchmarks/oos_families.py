@@ -28,6 +28,9 @@ give:
   needs ``members-trunk`` and ``members-pixels`` before it in ``--designs``);
 * ``members-lr10`` (BERT): ``members-trunk`` with the members' learning rate at 10x the
   encoder's (``_member_lr_scale``);
+* ``members-layer3-lr10`` .. ``members-layer5-lr10`` (BERT): members at 10x lr on encoder
+  layer 3-5's hidden states (of MiniLM's 6; mean over the tokens, detached), the text
+  counterpart of ``members-stage*`` (prototype: scoring runs the encoder again for them);
 * ``tod-conv2``, ``tod-conv4`` (VGG only): the default with ToD also after the last 2
   / 4 convolutions (``tod_conv_layers``): where ToD sits, for self-influence;
 * ``cv5``: cleanlab's yardstick, 5-fold CV ``pred_probs`` of the same network without
@@ -109,6 +112,59 @@ def resnet_factory() -> Any:
 FACTORIES = {"resnet": resnet_factory}
 
 
+def _text_layer_members(layer: int) -> type:
+    """The text family with members on encoder layer ``layer``'s hidden states (mean over
+    the tokens, detached) instead of the pooled output, at 10x the encoder's lr."""
+    from tod_cleanse import ToDTextClassifier
+    from tod_cleanse.estimators.text_layout import TextToDNetwork
+    from tod_cleanse.layers import tod_context
+
+    class LayerMembersNet(TextToDNetwork):
+        member_layer = layer
+
+        def _layer_features(self, inputs: dict, run_model: Any) -> tuple[Any, torch.Tensor]:
+            captured: dict = {}
+
+            def keep(module: Any, args: Any, out: Any) -> None:
+                captured["out"] = out[0] if isinstance(out, tuple) else out
+
+            hook = self._layers()[self.member_layer - 1].register_forward_hook(keep)
+            try:
+                out = run_model(inputs)
+            finally:
+                hook.remove()
+            hidden = captured["out"].detach().float()
+            mask = inputs["attention_mask"].to(hidden.dtype)[..., None]
+            return out, (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+        def forward(self, batch: dict) -> Any:
+            inputs = self._inputs(batch)
+            if self.members is None or not self.training:
+                return self.model(**inputs).logits
+            logits, feats = self._layer_features(inputs, lambda i: self.model(**i).logits)
+            return logits, self.members(feats)
+
+        def member_logits(self, x: Any, h: Any) -> torch.Tensor:
+            with tod_context(None, "full"):
+                _, feats = self._layer_features(self._inputs(x),
+                                                lambda i: self.model.base_model(**i))
+            return self.members(feats)
+
+    class _TextLayerMembers(ToDTextClassifier):
+        _member_lr_scale = 10.0
+
+        def _prepare(self, model: Any) -> Any:
+            net = super()._prepare(model)
+            if net.members is not None:
+                net.__class__ = LayerMembersNet
+                net.members = OutOfFoldMembers(int(model.config.hidden_size), N_FOLDS, WIDTH,
+                                               int(model.config.num_labels),
+                                               seed=torch.initial_seed() % 2**31)
+            return net
+
+    return _TextLayerMembers
+
+
 def _text_members_lr10() -> type:
     """The text family with its members at 10x the encoder's learning rate."""
     from tod_cleanse import ToDTextClassifier
@@ -156,6 +212,9 @@ def run_cell(family: str, kind: str, rate: float, seed: int, designs: list[str],
              "members-pixels": (_VGGPixelMembers, {"oos_folds": None}),
              "members-lr10": (_text_members_lr10() if family == "bert" else cls,
                               {"oos_folds": N_FOLDS, "oos_width": WIDTH, **trunk}),
+             **{f"members-layer{k}-lr10": (_text_layer_members(k), {"oos_folds": N_FOLDS,
+                                                                   "oos_width": WIDTH})
+                for k in (3, 4, 5) if family == "bert"},
              # where ToD sits (self-influence): also after the last k convolutions
              "tod-conv2": (cls, {"tod_conv_layers": 2, **trunk}),
              "tod-conv4": (cls, {"tod_conv_layers": 4, **trunk})}
@@ -200,6 +259,7 @@ def markdown(rows: list[dict]) -> str:
            "AP self-inf. | CPU s |", "|---|---|---|---|---|---|---|---|---|"]
     order = ["cv5", "flipped", "members-trunk", "members-stage4", "members-stage3",
              "members-stage2", "members-stage2-grid4", "members-stage1", "members-lr10",
+             "members-layer5-lr10", "members-layer4-lr10", "members-layer3-lr10",
              "members-pixels", "members-mean", "tod-conv2", "tod-conv4"]
     for r in sorted(rows, key=lambda r: (r["cell"], r["seed"], order.index(r["design"]))):
         cell = r["cell"] + (f" @s{r['seed']}" if r["seed"] else "")
