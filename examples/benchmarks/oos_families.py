@@ -71,6 +71,7 @@ import run  # noqa: E402
 from tod_cleanse import ToDVGGClassifier  # noqa: E402
 from tod_cleanse.estimators._network import ToDNetwork  # noqa: E402
 from tod_cleanse.folds import OutOfFoldMembers, input_projection  # noqa: E402
+from tod_cleanse.scores import auto_count_views, estimate_issue_count  # noqa: E402
 
 OUT = study.OUT
 N_FOLDS, WIDTH = 5, 128
@@ -176,13 +177,15 @@ def _text_members_lr10() -> type:
 
 
 def _tod_fit(factory: Any, cls: type, split: bl.Split, y: np.ndarray, seed: int,
-             **params: Any) -> tuple[np.ndarray, float, np.ndarray]:
+             **params: Any) -> tuple[np.ndarray, float, np.ndarray, int]:
     est = cls(**factory().get_params()).set_params(random_state=seed, **params)
     t0 = time.process_time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         est.fit(split.X_train, y)
-    return est.oos_proba_.astype(np.float64), time.process_time() - t0, est.self_influence_
+    cpu = time.process_time() - t0
+    auto = int(estimate_issue_count(**auto_count_views(est), labels=np.asarray(est.y_train_)))
+    return est.oos_proba_.astype(np.float64), cpu, est.self_influence_, auto
 
 
 def run_cell(family: str, kind: str, rate: float, seed: int, designs: list[str],
@@ -230,12 +233,14 @@ def run_cell(family: str, kind: str, rate: float, seed: int, designs: list[str],
             cpu = time.process_time() - t0
         else:
             view_cls, params = views[name]
-            pred, cpu, selfinf = _tod_fit(factory, view_cls, split, y, seed, **params)
+            pred, cpu, selfinf, auto = _tod_fit(factory, view_cls, split, y, seed, **params)
             extra["ap_self_influence"] = float(average_precision_score(flipped, selfinf))
+            extra["auto"] = auto  # the package's drop count ("auto"), against n_flipped
         preds[name], cpus[name] = pred, cpu
         if save:
             np.savez(Path(save) / f"{cell}@s{seed}-{name}.npz", pred=pred, y=y, flipped=flipped)
         res = {"cell": cell, "seed": seed, "design": name, "cpu_s": cpu,
+               "n_flipped": int(flipped.sum()),
                **study.cleanlab_metrics(y, pred, flipped), **extra}
         print(json.dumps(res), flush=True)
         rows.append(res)
@@ -255,8 +260,11 @@ def markdown(rows: list[dict]) -> str:
            "Cells without a `cv5` row: the full suite's `cleanlab_cv5` on the same rows, "
            "flips and network (`results/full/`; on the two cells measured both ways the "
            "figures agree exactly).",
+           "`auto / flipped`: the package's drop count (`drop_fraction=\"auto\"`) against "
+           "the number of flipped rows (rows measured before it was recorded: -).",
            "", "| cell | view | flagged | precision | recall | AP | clean-row acc | "
-           "AP self-inf. | CPU s |", "|---|---|---|---|---|---|---|---|---|"]
+           "AP self-inf. | auto / flipped | CPU s |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     order = ["cv5", "flipped", "members-trunk", "members-stage4", "members-stage3",
              "members-stage2", "members-stage2-grid4", "members-stage1", "members-lr10",
              "members-layer5-lr10", "members-layer4-lr10", "members-layer3-lr10",
@@ -266,6 +274,7 @@ def markdown(rows: list[dict]) -> str:
         out.append(f"| {cell} | `{r['design']}` | {r['n_flagged']} | {r['precision']:.3f} | "
                    f"{r['recall']:.3f} | {r['ap_quality']:.3f} | {r['acc_clean']:.3f} | "
                    + (f"{r['ap_self_influence']:.3f}" if "ap_self_influence" in r else "-")
+                   + (f" | {r['auto']} / {r['n_flipped']}" if "auto" in r else " | -")
                    + f" | {r['cpu_s']:.0f} |")
     return "\n".join(out) + "\n"
 
