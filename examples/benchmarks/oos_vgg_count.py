@@ -1,0 +1,66 @@
+"""Issue 11, round 5: candidate ``"auto"`` counts on the VGG cells, by members' stage.
+
+With the members on stage 2 (``oos_stage=2``, the default since round 5) the package's
+two-view count undershoots the VGG cells (``results/oos/README.md``, round 5). This fits
+run.py's VGG on the full suite's Fashion-MNIST 10k cells with the members on stage 2 and
+on the trunk's output, and prints the flipped count next to the candidate counts of
+:func:`tod_cleanse.scores.estimate_issue_count`: ``two_view`` (the package's rule),
+``full`` (``train_proba_`` alone), ``oos`` (``oos_proba_`` alone), ``mean`` (the joint on
+the mean of both views) and cleanlab's ``num_label_issues`` on ``oos_proba_``. One JSON
+line per fit; nothing is written.
+
+Usage (repository root)::
+
+    nice -n 5 .venv/bin/python examples/benchmarks/oos_vgg_count.py --cells uniform20,uniform40
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_lib as bl  # noqa: E402
+import run  # noqa: E402
+
+from tod_cleanse.scores import estimate_issue_count  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    from cleanlab.count import num_label_issues
+
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--cells", default="uniform20,uniform40",
+                    help="comma-separated: uniform10, uniform20, uniform40, class20")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    for cell in args.cells.split(","):
+        kind = "class" if cell.startswith("class") else "uniform"
+        c = dict(dataset="fashion_mnist", model="vgg", kind=kind,
+                 rate=int(cell[len(kind):]) / 100, n_train=10_000)
+        split = run.load_split(c)
+        y, flipped = bl.inject_noise(split.y_train, c["rate"], kind, split.name, seed=0)
+        for stage in (2, None):
+            est = run.vgg_factory().set_params(random_state=0, oos_stage=stage)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                est.fit(split.X_train, y)
+            labels, full, oos = est.y_train_, est.train_proba_, est.oos_proba_
+            print(json.dumps({
+                "cell": run.cell_name(c), "oos_stage": stage, "flipped": int(flipped.sum()),
+                "two_view": estimate_issue_count(full, labels, oos),
+                "full": estimate_issue_count(full, labels),
+                "oos": estimate_issue_count(oos, labels),
+                "mean": estimate_issue_count((full + oos) / 2, labels),
+                "cleanlab_oos": int(num_label_issues(labels, oos))}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
