@@ -427,6 +427,20 @@ def plot_acc_curve(fracs: list, acc: dict, rate: float, path: Path, title: str,
     plt.close(fig)
 
 
+def replace_rows(old: list[dict], new: list[dict],
+                 fields: tuple[str, ...] = ("cell", "seed", "design")) -> list[dict]:
+    """``old`` without the rows that ``new`` measures again (same ``fields``), then ``new``.
+
+    Examples
+    --------
+    >>> replace_rows([{"cell": "a", "seed": 0, "design": "x", "v": 1}],
+    ...              [{"cell": "a", "seed": 0, "design": "x", "v": 2}])
+    [{'cell': 'a', 'seed': 0, 'design': 'x', 'v': 2}]
+    """
+    keys = {tuple(r[f] for f in fields) for r in new}
+    return [r for r in old if tuple(r[f] for f in fields) not in keys] + new
+
+
 def _fmt(v: float | None, nd: int = 3) -> str:
     return "–" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{nd}f}"
 

@@ -309,10 +309,9 @@ def main(argv: list[str] | None = None) -> int:
         except bl.Skip as exc:
             print(f"skipped: {exc}", file=sys.stderr)
             return 1
-        keys = {(r["cell"], r["seed"], r["design"]) for r in new}
         if args.append and path.exists():  # rows another run wrote meanwhile are kept
             rows = json.loads(path.read_text())
-        rows = [r for r in rows if (r["cell"], r["seed"], r["design"]) not in keys] + new
+        rows = bl.replace_rows(rows, new)
         path.write_text(json.dumps(rows, indent=1))
         (OUT / "families.md").write_text(markdown(rows))
     print(markdown(rows))

@@ -178,8 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     except bl.Skip as exc:
         print(f"skipped: {exc}", file=sys.stderr)
         return 1
-    keys = {(r["cell"], r["seed"], r["design"]) for r in new}
-    rows = [r for r in old if (r["cell"], r["seed"], r["design"]) not in keys] + new
+    rows = bl.replace_rows(old, new)
     path.write_text(json.dumps(rows, indent=1))
     (OUT / "temporal.md").write_text(markdown(rows))
     print(markdown(rows))
