@@ -2,8 +2,10 @@
 
 With the members on stage 2 (``oos_stage=2``, the default since round 5) the package's
 two-view count undershoots the VGG cells (``results/oos/README.md``, round 5). This fits
-run.py's VGG on the full suite's Fashion-MNIST 10k cells with the members on stage 2 and
-on the trunk's output, and prints the flipped count next to the candidate counts of
+run.py's VGG on the full suite's Fashion-MNIST 10k cells with the members on stage 2, on
+the trunk's output, and without members (``oos_stage`` printed as ``"none"``: the second
+view is then the flipped head sub-network; the ToD network is the same in all three), and
+prints the flipped count next to the candidate counts of
 :func:`tod_cleanse.scores.estimate_issue_count`: ``two_view`` (the package's rule),
 ``full`` (``train_proba_`` alone), ``oos`` (``oos_proba_`` alone), ``mean`` (the joint on
 the mean of both views) and cleanlab's ``num_label_issues`` on ``oos_proba_``. One JSON
@@ -36,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--stages", default="2,trunk,none",
+                    help="comma-separated: 2 (the default), trunk (oos_stage=None), none "
+                         "(no members)")
     ap.add_argument("--cells", default="uniform20,uniform40",
                     help="comma-separated: uniform10, uniform20, uniform40, class20")
     args = ap.parse_args(argv)
@@ -46,8 +51,10 @@ def main(argv: list[str] | None = None) -> int:
                  rate=int(cell[len(kind):]) / 100, n_train=10_000)
         split = run.load_split(c)
         y, flipped = bl.inject_noise(split.y_train, c["rate"], kind, split.name, seed=0)
-        for stage in (2, None):
-            est = run.vgg_factory().set_params(random_state=0, oos_stage=stage)
+        stages = {"2": 2, "trunk": None, "none": "none"}
+        for stage in (stages[s] for s in args.stages.split(",")):
+            params = {"oos_folds": None} if stage == "none" else {"oos_stage": stage}
+            est = run.vgg_factory().set_params(random_state=0, **params)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 est.fit(split.X_train, y)
