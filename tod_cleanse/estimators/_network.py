@@ -153,7 +153,7 @@ class ToDNetwork(nn.Module):
         if self.members_input == "tap":
             tap = _feature_tap(self.trunk)
             feats = tap.take()
-            if feats is None or feats.shape[0] != _n_rows(h):
+            if feats is None or feats.shape[0] != h.shape[0]:
                 self.trunk(x)
                 feats = tap.take()
             return self.members(feats)
@@ -163,15 +163,6 @@ class ToDNetwork(nn.Module):
 def _feature_tap(trunk: nn.Module) -> FeatureTap | None:
     """The trunk's :class:`FeatureTap` (the first one), or ``None``."""
     return next((m for m in trunk.modules() if isinstance(m, FeatureTap)), None)
-
-
-def _n_rows(h: Any) -> int:
-    """Rows of a (nested) batch."""
-    if isinstance(h, torch.Tensor):
-        return int(h.shape[0])
-    if isinstance(h, dict):
-        return _n_rows(next(iter(h.values())))
-    return _n_rows(h[0])
 
 
 def repeat_rows(h: Any, k: int) -> Any:

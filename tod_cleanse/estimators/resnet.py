@@ -22,7 +22,7 @@ from .vision import (
     ImageInputMixin,
     adapt_first_conv,
     load_local_weights,
-    tap_stage,
+    split_network,
     tod_head,
     torchvision_models,
     with_trunk_members,
@@ -278,10 +278,8 @@ seen_proba_, train_proba_, history_, n_features_in_, image_shape_, mean_, std_
                 ends.append(len(flat) - 1 - (name == "layer4" and self.tod_last_stage))
         flat += [nn.AdaptiveAvgPool2d(1), nn.Flatten(1), *tod_head(c_out, width, n_classes, tod)]
         cut = next(i for i, m in enumerate(flat) if isinstance(m, TurnOverDropout))
-        flat = tap_stage(flat, ends, self.oos_stage if self.oos_folds and self.turn_over
-                         else None, cut)
-        cut = next(i for i, m in enumerate(flat) if isinstance(m, TurnOverDropout))
-        net = ToDNetwork(nn.Sequential(*flat[:cut]), nn.Sequential(*flat[cut:]))
+        net = split_network(flat, cut, ends=ends, stage=self.oos_stage
+                            if self.oos_folds and self.turn_over else None)
         return with_trunk_members(net, n_classes, self._padded_shape(),
                                   n_folds=self.oos_folds, width=self.oos_width,
                                   enabled=self.turn_over)

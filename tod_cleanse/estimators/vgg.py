@@ -14,7 +14,7 @@ from .._constraints import (
 from ..layers import TurnOverDropout, insert_tod
 from ._docs import fill_shared_parameters
 from .base import BaseToDClassifier, ToDNetwork
-from .vision import ImageInputMixin, tap_stage, torchvision_models, with_trunk_members
+from .vision import ImageInputMixin, split_network, torchvision_models, with_trunk_members
 
 __all__ = ["ToDVGGClassifier"]
 
@@ -265,11 +265,9 @@ class ToDVGGClassifier(ImageInputMixin, BaseToDClassifier):
                 features.insert(pos + 1, TurnOverDropout(dim=1, layer_seed=100 + j, **common))
         flat = [*features, avgpool, nn.Flatten(1), *classifier]
         cut = next(i for i, m in enumerate(flat) if isinstance(m, TurnOverDropout))
-        members = bool(self.oos_folds and self.turn_over)
-        flat = tap_stage(flat, [i for i, m in enumerate(flat) if isinstance(m, nn.MaxPool2d)],
-                         self.oos_stage if members else None, cut, grid=self._tap_grid)
-        cut = next(i for i, m in enumerate(flat) if isinstance(m, TurnOverDropout))
-        net = ToDNetwork(nn.Sequential(*flat[:cut]), nn.Sequential(*flat[cut:]))
+        net = split_network(flat, cut, stage=self.oos_stage if self.oos_folds and self.turn_over
+                            else None, grid=self._tap_grid,
+                            ends=[i for i, m in enumerate(flat) if isinstance(m, nn.MaxPool2d)])
         return with_trunk_members(net, n_classes, self._padded_shape(),
                                   n_folds=self.oos_folds, width=self.oos_width,
                                   enabled=self.turn_over)

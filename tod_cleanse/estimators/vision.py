@@ -26,7 +26,7 @@ from ..layers import TurnOverDropout
 from ._network import FeatureTap, ToDNetwork, _feature_tap
 
 __all__ = ["ImageInputMixin", "tod_head", "load_local_weights", "torchvision_models",
-           "with_trunk_members", "tap_stage"]
+           "with_trunk_members", "split_network"]
 
 
 def with_trunk_members(net: ToDNetwork, n_classes: int, input_shape: tuple[int, ...], *,
@@ -35,7 +35,7 @@ def with_trunk_members(net: ToDNetwork, n_classes: int, input_shape: tuple[int, 
 
     The members (:class:`~tod_cleanse.folds.OutOfFoldMembers`) read the flattened
     trunk output or, when the trunk holds a :class:`FeatureTap` (placed by
-    :func:`tap_stage`), the features it keeps; their width comes from one forward
+    :func:`split_network`), the features it keeps; their width comes from one forward
     pass of a zero batch in evaluation mode (batch-norm statistics are left
     untouched). Their weights come from their own generator, so the ToD network is
     initialised as without them.
@@ -80,9 +80,11 @@ def with_trunk_members(net: ToDNetwork, n_classes: int, input_shape: tuple[int, 
                       members_input="trunk" if tap is None else "tap")
 
 
-def tap_stage(layers: list[nn.Module], ends: list[int], stage: int | None, cut: int, *,
-              param: str = "oos_stage", grid: int = 8) -> list[nn.Module]:
-    """``layers`` with a :class:`FeatureTap` after convolutional stage ``stage``.
+def split_network(layers: list[nn.Module], cut: int, *, stage: int | None = None,
+                  ends: list[int] | tuple[int, ...] = (), grid: int = 8,
+                  param: str = "oos_stage") -> ToDNetwork:
+    """``layers`` split into trunk (below ``cut``) and head, with a :class:`FeatureTap`
+    after convolutional stage ``stage``.
 
     The out-of-fold members then read that stage's output (detached, pooled to at
     most ``grid x grid``) instead of the trunk's: lower stages memorise the rows
@@ -92,21 +94,21 @@ def tap_stage(layers: list[nn.Module], ends: list[int], stage: int | None, cut: 
     ----------
     layers : list of nn.Module
         The network's layers, in order (trunk, then head).
-    ends : list of int
-        Index in ``layers`` of the last layer of each stage (stage ``s`` ends at
-        ``ends[s - 1]``).
-    stage : int or None
-        Stage whose output the members read (1 = the first); ``None`` returns
-        ``layers`` unchanged.
     cut : int
         Index of the lowest ToD layer in ``layers`` (where the trunk ends).
+    stage : int or None, default=None
+        Stage whose output the members read (1 = the first); ``None``: no tap.
+    ends : sequence of int, default=()
+        Index in ``layers`` of the last layer of each stage (stage ``s`` ends at
+        ``ends[s - 1]``).
+    grid : int, default=8
     param : str, default="oos_stage"
         Parameter name for the error messages.
-    grid : int, default=8
 
     Returns
     -------
-    list of nn.Module
+    ToDNetwork
+        Without members (:func:`with_trunk_members` adds them).
 
     Raises
     ------
@@ -116,21 +118,26 @@ def tap_stage(layers: list[nn.Module], ends: list[int], stage: int | None, cut: 
 
     Examples
     --------
-    >>> layers = [nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), nn.Conv2d(2, 2, 3), nn.MaxPool2d(2)]
-    >>> [type(m).__name__ for m in tap_stage(layers, [1, 3], 1, cut=4)]
-    ['Conv2d', 'MaxPool2d', 'FeatureTap', 'Conv2d', 'MaxPool2d']
+    >>> layers = [nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), nn.Conv2d(2, 2, 3), nn.MaxPool2d(2),
+    ...           TurnOverDropout(), nn.Flatten(1)]
+    >>> net = split_network(layers, 4, stage=1, ends=[1, 3])
+    >>> [type(m).__name__ for m in net.trunk], type(net.head[0]).__name__
+    (['Conv2d', 'MaxPool2d', 'FeatureTap', 'Conv2d', 'MaxPool2d'], 'TurnOverDropout')
     """
-    if stage is None:
-        return list(layers)
-    if not 1 <= stage <= len(ends):
-        raise ValueError(f"{param} must be None or an integer in [1, {len(ends)}] (the "
-                         f"network's convolutional stages), got {stage!r}.")
-    at = ends[stage - 1] + 1
-    if at > cut:
-        raise ValueError(f"{param}={stage}: that stage's output lies above the lowest ToD "
-                         "layer, where the features depend on the instance mask; choose a "
-                         "lower stage, or fewer ToD layers among the convolutions.")
-    return [*layers[:at], FeatureTap(grid), *layers[at:]]
+    layers = list(layers)
+    if stage is not None:
+        if not 1 <= stage <= len(ends):
+            raise ValueError(f"{param} must be None or an integer in [1, {len(ends)}] (the "
+                             f"network's convolutional stages), got {stage!r}.")
+        at = ends[stage - 1] + 1
+        if at > cut:
+            raise ValueError(f"{param}={stage}: that stage's output lies above the lowest "
+                             "ToD layer, where the features depend on the instance mask; "
+                             "choose a lower stage, or fewer ToD layers among the "
+                             "convolutions.")
+        layers.insert(at, FeatureTap(grid))
+        cut += 1
+    return ToDNetwork(nn.Sequential(*layers[:cut]), nn.Sequential(*layers[cut:]))
 
 
 logger = logging.getLogger(__name__)

@@ -16,6 +16,7 @@ from .vision import (
     ImageInputMixin,
     adapt_first_conv,
     load_local_weights,
+    split_network,
     tod_head,
     torchvision_models,
     with_trunk_members,
@@ -275,7 +276,7 @@ seen_proba_, train_proba_, history_, n_features_in_, image_shape_, mean_, std_
                 *tod_head(sizes["hidden_dim"], width, n_classes, tod, activation=nn.Tanh)]
         cut = next(i for i, m in enumerate(flat)
                    if isinstance(m, TurnOverDropout) or tod_modules(m))
-        net = ToDNetwork(nn.Sequential(*flat[:cut]), nn.Sequential(*flat[cut:]))
+        net = split_network(flat, cut)
         return with_trunk_members(net, n_classes, self._padded_shape(),
                                   n_folds=self.oos_folds, width=self.oos_width,
                                   enabled=self.turn_over)
