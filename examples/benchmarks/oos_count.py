@@ -23,6 +23,8 @@ flipped labels:
 ``--no-members`` fits with ``oos_folds=None`` (``oos_proba_`` is then the flipped
 sub-networks' view, as for the BERT and vision families) and writes
 ``results/oos/count_no_members.md``; otherwise ``results/oos/count.md``.
+``--save DIR`` also writes each fit's views (:func:`save_views`: one npz per cell and
+seed) for ``oos_count_rules.py`` to score count rules without refitting.
 
 Usage::
 
@@ -30,6 +32,8 @@ Usage::
     nice -n 10 .venv/bin/python examples/benchmarks/oos_count.py --cells fashion10k \
         --seeds 0,1 --append
     nice -n 10 .venv/bin/python examples/benchmarks/oos_count.py --cells all --no-members
+    nice -n 5 .venv/bin/python examples/benchmarks/oos_count.py --cells all --seeds 0,1 \
+        --save /tmp/views
 """
 
 from __future__ import annotations
@@ -53,6 +57,27 @@ from tod_cleanse.issue_count import (  # noqa: E402
     _confident_classes,
     estimate_issue_count,
 )
+
+
+def save_views(path: Path, est: object, y_true: np.ndarray, flipped: np.ndarray,
+               **meta: object) -> None:
+    """One fit's views of its training rows, for ``oos_count_rules.py``.
+
+    ``train_proba``, ``oos_proba``, ``seen_proba``, ``self_influence``, the encoded
+    given ``labels``, the encoded true labels ``y_true``, the ``flipped`` mask, the
+    ``final_loss`` of ``history_`` and ``meta`` (cell, seed, family, ...) as a JSON
+    string.
+    """
+    classes = np.asarray(est.classes_)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    history = getattr(est, "history_", None) or [{}]
+    np.savez_compressed(
+        path, train_proba=est.train_proba_, oos_proba=est.oos_proba_,
+        seen_proba=est.seen_proba_, self_influence=est.self_influence_,
+        labels=est.y_train_, y_true=np.searchsorted(classes, np.asarray(y_true)),
+        flipped=np.asarray(flipped, bool),
+        final_loss=np.float64(history[-1].get("train_loss", np.nan)),
+        meta=json.dumps(meta))
 
 
 def two_views_same_class(full: np.ndarray, oos: np.ndarray, labels: np.ndarray) -> int:
@@ -151,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="0", help="comma-separated seeds (noise and training)")
     ap.add_argument("--no-members", action="store_true",
                     help="fit with oos_folds=None (the flipped sub-networks' view)")
+    ap.add_argument("--save", type=Path, default=None, metavar="DIR",
+                    help="also write each fit's views to DIR/mlp-<cell>-s<seed>.npz")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     stem = "count_no_members" if args.no_members else "count"
@@ -167,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
             counts = candidates(est.train_proba_.astype(np.float64),
                                 est.oos_proba_.astype(np.float64), est.y_train_)
             name = study.cell_name(c)
+            if args.save is not None:
+                save_views(args.save / f"mlp-{name}-s{seed}.npz", est, split.y_train,
+                           flipped, family="mlp", cell=name, seed=seed,
+                           members=not args.no_members)
             rows = [r for r in rows if (r["cell"], r.get("seed", 0)) != (name, seed)]
             rows.append({"cell": name, "seed": seed, "n": int(len(y)),
                          "n_flipped": int(flipped.sum()), "counts": counts})

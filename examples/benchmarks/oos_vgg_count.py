@@ -9,11 +9,14 @@ prints the flipped count next to the candidate counts of
 :func:`tod_cleanse.scores.estimate_issue_count`: ``two_view`` (the package's rule),
 ``full`` (``train_proba_`` alone), ``oos`` (``oos_proba_`` alone), ``mean`` (the joint on
 the mean of both views) and cleanlab's ``num_label_issues`` on ``oos_proba_``. One JSON
-line per fit; nothing is written.
+line per fit; with ``--save DIR`` each fit's views are also written
+(``oos_count.save_views``: ``DIR/vgg-<cell>-<stage>-s0.npz``) for ``oos_count_rules.py``.
 
 Usage (repository root)::
 
     nice -n 5 .venv/bin/python examples/benchmarks/oos_vgg_count.py --cells uniform20,uniform40
+    nice -n 5 .venv/bin/python examples/benchmarks/oos_vgg_count.py --stages 2 \
+        --cells uniform10,uniform20,uniform40,class20 --save /tmp/views
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_lib as bl  # noqa: E402
 import run  # noqa: E402
+from oos_count import save_views  # noqa: E402
 
 from tod_cleanse.scores import estimate_issue_count  # noqa: E402
 
@@ -43,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
                          "(no members)")
     ap.add_argument("--cells", default="uniform20,uniform40",
                     help="comma-separated: uniform10, uniform20, uniform40, class20")
+    ap.add_argument("--save", type=Path, default=None, metavar="DIR",
+                    help="also write each fit's views to DIR/vgg-<cell>-<stage>-s0.npz")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     for cell in args.cells.split(","):
@@ -59,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
                 warnings.simplefilter("ignore")
                 est.fit(split.X_train, y)
             labels, full, oos = est.y_train_, est.train_proba_, est.oos_proba_
+            if args.save is not None:
+                name = run.cell_name(c)
+                save_views(args.save / f"vgg-{name}-stage{stage}-s0.npz", est, split.y_train,
+                           flipped, family="vgg", cell=name, seed=0, oos_stage=stage)
             print(json.dumps({
                 "cell": run.cell_name(c), "oos_stage": stage, "flipped": int(flipped.sum()),
                 "two_view": estimate_issue_count(full, labels, oos),
