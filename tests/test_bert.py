@@ -190,24 +190,53 @@ def test_bad_input_is_named(tiny_bert, X, kwargs, exc, match):
         _clf(tiny_bert, **kwargs).fit(X, y)
 
 
-@pytest.mark.parametrize("placement", ["head", "top-1"])
-def test_members_on_the_pooled_output_leave_the_tod_network_bit_identical(
-        tiny_bert, placement, assert_same_tod_network):
-    """Out-of-fold members read the encoder's pooled output, detached: the fine-tuned
-    model (and its gradient clipping) trains exactly as without them."""
+@pytest.mark.parametrize("placement, oos_layer, layer", [
+    ("head", None, None), ("top-1", None, None),  # the encoder's pooled output
+    ("head", "auto", 2), ("top-1", "auto", 1),  # 2/3 up, lowered below the ToD layers
+    ("head", 0, 0), ("all", "auto", 0)])  # the embeddings
+def test_members_leave_the_tod_network_bit_identical_and_read_their_layer(
+        tiny_bert, placement, oos_layer, layer, assert_same_tod_network):
+    """Out-of-fold members read a layer of the encoder (or its pooled output), detached:
+    the fine-tuned model (and its gradient clipping) trains exactly as without them, and
+    ``oos_proba_`` is each row's fold member on that layer's token mean."""
     from tod_cleanse.folds import key_fold, out_of_fold_logits
 
     X, y = _texts()
-    a = _clf(tiny_bert, tod_layers=placement, oos_folds=3, oos_width=8).fit(X, y)
+    a = _clf(tiny_bert, tod_layers=placement, oos_folds=3, oos_width=8,
+             oos_layer=oos_layer).fit(X, y)
     b = _clf(tiny_bert, tod_layers=placement, oos_folds=None).fit(X, y)
-    assert a.module_.members_input == "trunk"
+    assert a.oos_layer_ == layer and a.module_.members_input == "trunk"
     assert_same_tod_network(a, b)
-    # oos_proba_ is the member of each row's fold, on the full encoder's pooled output
     net = a.module_.eval()
-    batch = a._batch(a._validate_X(X, reset=False), np.arange(len(X)))
+    batch = net._inputs(a._batch(a._validate_X(X, reset=False), np.arange(len(X))))
     with torch.no_grad():
-        pooled = net.model.base_model(**net._inputs(batch)).pooler_output
-        logits = net.members(pooled)
+        out = net.model.base_model(**batch, output_hidden_states=True)
+        if layer is None:
+            feats = out.pooler_output
+        else:
+            mask = batch["attention_mask"].float()[..., None]
+            feats = (out.hidden_states[layer] * mask).sum(1) / mask.sum(1)
+        logits = net.members(feats)
     folds = key_fold(torch.as_tensor(a.train_keys_), 3)
     expected = torch.softmax(out_of_fold_logits(logits, folds) / a.oos_temperature_, 1)
     np.testing.assert_allclose(a.oos_proba_, expected.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("placement, oos_layer, match", [
+    ("head", 3, r"0\.\.2"), ("top-1", 2, r"0\.\.1.*1 of them with ToD")])
+def test_a_member_layer_above_the_tod_layers_is_refused(tiny_bert, placement, oos_layer,
+                                                        match):
+    X, y = _texts()
+    with pytest.raises(ValueError, match=match):
+        _clf(tiny_bert, tod_layers=placement, oos_layer=oos_layer).fit(X, y)
+
+
+def test_the_default_has_members_on_two_thirds_of_the_encoder(tiny_bert):
+    clf = _clf(tiny_bert).fit(*_texts())
+    assert (clf.oos_folds, clf.oos_layer, clf.oos_layer_) == (5, "auto", 2)
+    assert clf.module_.members.n_folds == 5
+    # the members start from scratch on pretrained features: 10x the fine-tuning lr
+    lrs = {id(q): g["lr"] for g in clf._make_optimizer().param_groups for q in g["params"]}
+    members = list(clf.module_.members.parameters())
+    assert members and all(lrs[id(q)] == pytest.approx(10 * clf.lr) for q in members)
+    assert all(lrs[id(q)] == pytest.approx(clf.lr) for q in clf.module_.model.parameters())

@@ -74,7 +74,7 @@ def test_member_families_document_their_members_once():
 
     assert set(MEMBER_PARAMETERS) == set(MEMBER_CONSTRAINTS)
     for cls, folds in ((ToDVGGClassifier, 5), (ToDResNetClassifier, 5), (ToDViTClassifier, 5),
-                       (ToDTextClassifier, None)):  # text: opt-in (measured worse, issue 11)
+                       (ToDTextClassifier, 5)):
         assert set(MEMBER_CONSTRAINTS) <= set(cls._parameter_constraints)
         assert cls.__doc__.count(f"oos_folds : int >= 2 or None, default={folds}") == 1, cls
         assert cls.__doc__.count("oos_width : int >= 1, default=128") == 1, cls

@@ -11,10 +11,10 @@ give:
 * ``flipped``: ``oos_proba_`` without members (``oos_folds=None``: the flipped head
   sub-network; the families' only view before this study);
 * ``members-trunk``: ``oos_folds=5, oos_width=128`` (VGG: ``oos_stage=None``, the default
-  before round 5; opt-in for BERT): five out-of-fold members (one hidden layer of 128) on
-  the *detached* trunk features (VGG: the input of the first ToD layer; BERT: the
-  encoder's pooled output): the members' loss never reaches the trunk, but the trunk saw
-  every row;
+  before round 5; BERT: ``oos_layer=None`` at the encoder's lr, opt-in before round 6):
+  five out-of-fold members (one hidden layer of 128) on the *detached* trunk features
+  (VGG: the input of the first ToD layer; BERT: the encoder's pooled output): the
+  members' loss never reaches the trunk, but the trunk saw every row;
 * ``members-stage1`` .. ``members-stage4`` (VGG, ResNet): the members read the detached
   output of convolutional stage 1-4 (``oos_stage``; pooled to at most 8x8), which
   memorises the rows less than the trunk's top; ``members-stage2`` is the VGG default
@@ -27,10 +27,12 @@ give:
 * ``members-mean`` (VGG only): the mean of the two members' views (both fits' CPU;
   needs ``members-trunk`` and ``members-pixels`` before it in ``--designs``);
 * ``members-lr10`` (BERT): ``members-trunk`` with the members' learning rate at 10x the
-  encoder's (``_member_lr_scale``);
+  encoder's (``_member_lr_scale``, the text family's since round 6);
 * ``members-layer3-lr10`` .. ``members-layer5-lr10`` (BERT): members at 10x lr on encoder
-  layer 3-5's hidden states (of MiniLM's 6; mean over the tokens, detached), the text
-  counterpart of ``members-stage*`` (prototype: scoring runs the encoder again for them);
+  layer 3-5's hidden states (of MiniLM's 6; mean over the tokens, detached; ``oos_layer``),
+  the text counterpart of ``members-stage*``; ``members-layer4-lr10`` is the text family's
+  default since round 6 (``oos_layer="auto"`` is layer 4 of 6; round 5 measured a
+  prototype that ran the encoder a second time when scoring);
 * ``tod-conv2``, ``tod-conv4`` (VGG only): the default with ToD also after the last 2
   / 4 convolutions (``tod_conv_layers``): where ToD sits, for self-influence;
 * ``cv5``: cleanlab's yardstick, 5-fold CV ``pred_probs`` of the same network without
@@ -113,67 +115,14 @@ def resnet_factory() -> Any:
 FACTORIES = {"resnet": resnet_factory}
 
 
-def _text_layer_members(layer: int) -> type:
-    """The text family with members on encoder layer ``layer``'s hidden states (mean over
-    the tokens, detached) instead of the pooled output, at 10x the encoder's lr."""
-    from tod_cleanse import ToDTextClassifier
-    from tod_cleanse.estimators.text_layout import TextToDNetwork
-    from tod_cleanse.layers import tod_context
-
-    class LayerMembersNet(TextToDNetwork):
-        member_layer = layer
-
-        def _layer_features(self, inputs: dict, run_model: Any) -> tuple[Any, torch.Tensor]:
-            captured: dict = {}
-
-            def keep(module: Any, args: Any, out: Any) -> None:
-                captured["out"] = out[0] if isinstance(out, tuple) else out
-
-            hook = self._layers()[self.member_layer - 1].register_forward_hook(keep)
-            try:
-                out = run_model(inputs)
-            finally:
-                hook.remove()
-            hidden = captured["out"].detach().float()
-            mask = inputs["attention_mask"].to(hidden.dtype)[..., None]
-            return out, (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-
-        def forward(self, batch: dict) -> Any:
-            inputs = self._inputs(batch)
-            if self.members is None or not self.training:
-                return self.model(**inputs).logits
-            logits, feats = self._layer_features(inputs, lambda i: self.model(**i).logits)
-            return logits, self.members(feats)
-
-        def member_logits(self, x: Any, h: Any) -> torch.Tensor:
-            with tod_context(None, "full"):
-                _, feats = self._layer_features(self._inputs(x),
-                                                lambda i: self.model.base_model(**i))
-            return self.members(feats)
-
-    class _TextLayerMembers(ToDTextClassifier):
-        _member_lr_scale = 10.0
-
-        def _prepare(self, model: Any) -> Any:
-            net = super()._prepare(model)
-            if net.members is not None:
-                net.__class__ = LayerMembersNet
-                net.members = OutOfFoldMembers(int(model.config.hidden_size), N_FOLDS, WIDTH,
-                                               int(model.config.num_labels),
-                                               seed=torch.initial_seed() % 2**31)
-            return net
-
-    return _TextLayerMembers
-
-
-def _text_members_lr10() -> type:
-    """The text family with its members at 10x the encoder's learning rate."""
+def _text_members_lr1() -> type:
+    """The text family with its members at the encoder's learning rate (before round 6)."""
     from tod_cleanse import ToDTextClassifier
 
-    class _TextMembersLr10(ToDTextClassifier):
-        _member_lr_scale = 10.0
+    class _TextMembersLr1(ToDTextClassifier):
+        _member_lr_scale = 1.0
 
-    return _TextMembersLr10
+    return _TextMembersLr1
 
 
 def _tod_fit(factory: Any, cls: type, split: bl.Split, y: np.ndarray, seed: int,
@@ -205,18 +154,18 @@ def run_cell(family: str, kind: str, rate: float, seed: int, designs: list[str],
     cell = run.cell_name(c)
     factory = FACTORIES.get(family) or run.FACTORIES[family]
     cls = type(factory())
-    trunk = {"oos_stage": None} if images else {}
+    trunk = {"oos_stage": None} if images else {"oos_layer": None}
     views = {"flipped": (cls, {"oos_folds": None}),
-             "members-trunk": (cls, {"oos_folds": N_FOLDS, "oos_width": WIDTH, **trunk}),
+             "members-trunk": (_text_members_lr1() if family == "bert" else cls,
+                               {"oos_folds": N_FOLDS, "oos_width": WIDTH, **trunk}),
              **{f"members-stage{k}": (cls, {"oos_folds": N_FOLDS, "oos_width": WIDTH,
                                            "oos_stage": k}) for k in (1, 2, 3, 4)},
              "members-stage2-grid4": (_VGGStageGrid4, {"oos_folds": N_FOLDS,
                                                        "oos_width": WIDTH, "oos_stage": 2}),
              "members-pixels": (_VGGPixelMembers, {"oos_folds": None}),
-             "members-lr10": (_text_members_lr10() if family == "bert" else cls,
-                              {"oos_folds": N_FOLDS, "oos_width": WIDTH, **trunk}),
-             **{f"members-layer{k}-lr10": (_text_layer_members(k), {"oos_folds": N_FOLDS,
-                                                                   "oos_width": WIDTH})
+             "members-lr10": (cls, {"oos_folds": N_FOLDS, "oos_width": WIDTH, **trunk}),
+             **{f"members-layer{k}-lr10": (cls, {"oos_folds": N_FOLDS, "oos_width": WIDTH,
+                                                 "oos_layer": k})
                 for k in (3, 4, 5) if family == "bert"},
              # where ToD sits (self-influence): also after the last k convolutions
              "tod-conv2": (cls, {"tod_conv_layers": 2, **trunk}),
@@ -255,7 +204,8 @@ def markdown(rows: list[dict]) -> str:
            "`find_label_issues` and `get_label_quality_scores` on each out-of-sample view, "
            "accuracy on the clean training rows, CPU seconds of the whole run (one thread). "
            "`members-stage2` is the package's default for VGG since round 5 (before: "
-           "`members-trunk`, which is opt-in for BERT).",
+           "`members-trunk`); `members-layer4-lr10` the default for BERT since round 6 "
+           "(before: `flipped`).",
            "`AP self-inf.`: AP of the fit's `self_influence_` at ranking the flipped rows. "
            "Cells without a `cv5` row: the full suite's `cleanlab_cv5` on the same rows, "
            "flips and network (`results/full/`; on the two cells measured both ways the "

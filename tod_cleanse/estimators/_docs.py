@@ -67,14 +67,11 @@ MEMBER_PARAMETERS: dict[str, tuple[str, str]] = {
                   "member of the row's fold, a whole network that never saw the row (as in "
                   "``oos_folds``-fold cross-validation), instead of the flipped "
                   "sub-network. In the image and text families the members read the "
-                  "trunk's features, detached (the input of the first ToD layer, or a "
-                  "lower convolutional stage: ``oos_stage``; the encoder's pooled "
-                  "output): the trunk saw every row, but the members' loss never "
-                  "reaches it, so the ToD network trains as it would without them. "
-                  "``None``: no members (the text family's "
-                  "default: on the WordNet cells its members ranked flipped labels worse "
-                  "than the flipped sub-network, ``examples/benchmarks/results/oos/"
-                  "families.md``)."),
+                  "trunk's features, detached (a lower convolutional stage: "
+                  "``oos_stage``; a lower encoder layer: ``oos_layer``): the trunk saw "
+                  "every row, but the members' loss never reaches it, so the ToD network "
+                  "trains as it would without them. ``None``: no members (``oos_proba_`` "
+                  "is then the flipped sub-network's)."),
     "oos_width": ("int >= 1", "Hidden units of each out-of-fold member."),
 }
 

@@ -45,7 +45,7 @@ from ..folds import OutOfFoldMembers
 from ..layers import TurnOverDropout, tod_context
 from .base import ToDNetwork
 
-__all__ = ["TextToDNetwork", "parse_tod_layers", "place_tod", "SUPPORTED"]
+__all__ = ["TextToDNetwork", "member_layer", "parse_tod_layers", "place_tod", "SUPPORTED"]
 
 SUPPORTED = ("encoders whose sequence-classification head calls nn.Dropout before its "
              "output layer (BERT, MiniLM, RoBERTa, XLM-R, DistilBERT, DeBERTa-v2/v3, ELECTRA, "
@@ -280,6 +280,7 @@ class TextToDNetwork(ToDNetwork):
             self.cut = len(encoder_layers(model)) - self.n_tod_layers
             self.split = "layers" if self.cut else "none"
         self.inputs = sorted(_accepted(model.forward) & _accepted(model.base_model.forward))
+        self.member_layer: int | None = None
         self.first_token_only = False
         self.first_token_only = self.split == "encoder" and self._reads_first_token()
 
@@ -297,48 +298,89 @@ class TextToDNetwork(ToDNetwork):
         inputs = self._inputs(batch)
         if self.members is None or not self.training:
             return self.model(**inputs).logits
-        captured: dict[str, Any] = {}
-
-        def keep(module, args, output):
-            captured["out"] = output
-
-        hook = self.model.base_model.register_forward_hook(keep)
-        try:
+        with self._keep_member_features(inputs) as captured:
             logits = self.model(**inputs).logits
-        finally:
-            hook.remove()
-        out = captured["out"]
-        return logits, self.members(
-            _encoder_features(getattr(out, "pooler_output", None), out[0]).detach())
+        return logits, self.members(captured["features"])
 
     # ------------------------------------------------------- out-of-fold members
-    def attach_members(self, n_folds: int | None, width: int, n_classes: int) -> None:
-        """Out-of-fold members on the encoder's pooled output, detached.
+    def attach_members(self, n_folds: int | None, width: int, n_classes: int,
+                       layer: int | None = None) -> None:
+        """Out-of-fold members on the encoder's features, detached.
 
-        The members (:class:`~tod_cleanse.folds.OutOfFoldMembers`) read the pooler
-        output when the encoder has one, else the first token's last hidden state;
-        the encoder's weights never see their loss. ``n_folds=None``: none.
+        The members (:class:`~tod_cleanse.folds.OutOfFoldMembers`) read the output
+        of encoder layer ``layer`` (``1..L``; ``0``: the embeddings), averaged over
+        the row's tokens, or with ``layer=None`` the pooler output when the encoder
+        has one, else the first token's last hidden state. ``layer`` must lie below
+        every ToD layer (:func:`member_layer`). The encoder's weights never see the
+        members' loss. ``n_folds=None``: no members.
         """
         if not n_folds:
             return
-        with _eval(self.model), torch.no_grad(), tod_context(None, "full"):
-            out = self.model.base_model(**self._inputs(probe_batch(self.model)))
-        dim = int(_encoder_features(getattr(out, "pooler_output", None), out[0]).shape[1])
-        self.members = OutOfFoldMembers(dim, int(n_folds),
+        self.member_layer = None if layer is None else int(layer)
+        batch = self._inputs(probe_batch(self.model))
+        with _eval(self.model), torch.no_grad(), tod_context(None, "full"), \
+                self._keep_member_features(batch) as captured:
+            self.model.base_model(**batch)
+        self.members = OutOfFoldMembers(int(captured["features"].shape[1]), int(n_folds),
                                         int(width), n_classes,
                                         seed=torch.initial_seed() % 2**31)
         self.members_input = "trunk"
 
+    @contextlib.contextmanager
+    def _keep_member_features(self, batch: dict[str, torch.Tensor], stop: bool = False
+                              ) -> Iterator[dict[str, torch.Tensor]]:
+        """While the encoder runs on ``batch``: keep the members' features, detached.
+
+        Yields a dict whose ``"features"`` holds them once the pass is over. With
+        ``stop`` the pass ends (:class:`_Stop`, swallowed) as soon as they are kept.
+        """
+        captured: dict[str, Any] = {}
+        layer = self.member_layer
+
+        def keep(output: Any) -> None:
+            if layer is None:
+                captured["features"] = _encoder_features(
+                    getattr(output, "pooler_output", None), output[0]).detach()
+            else:
+                hidden = output[0] if isinstance(output, tuple | list) else output
+                captured["features"] = _token_mean(hidden.detach(), batch["attention_mask"])
+            if stop:
+                raise _Stop
+
+        if layer is None:
+            hook = self.model.base_model.register_forward_hook(lambda m, a, out: keep(out))
+        elif layer == 0:  # the embeddings: the input of the first layer
+            hook = self._layers()[0].register_forward_pre_hook(
+                lambda m, a, kw: keep(a[0] if a else kw["hidden_states"]), with_kwargs=True)
+        else:
+            hook = self._layers()[layer - 1].register_forward_hook(lambda m, a, out: keep(out))
+        try:
+            yield captured
+        except _Stop:
+            pass
+        finally:
+            hook.remove()
+
     def member_logits(self, x: Any, h: Any) -> torch.Tensor:
-        if isinstance(h, dict) and "hidden" in h:  # the trunk is the whole encoder
-            return self.members(_encoder_features(h.get("pooler"), h["hidden"]))
-        with tod_context(None, "full"):
-            out = self.model.base_model(**self._inputs(x))
-        return self.members(_encoder_features(getattr(out, "pooler_output", None), out[0]))
+        if isinstance(h, dict) and "member_features" in h:  # kept by the trunk's pass
+            return self.members(h["member_features"])
+        inputs = self._inputs(x)
+        with tod_context(None, "full"), self._keep_member_features(inputs, stop=True) as c:
+            self.model.base_model(**inputs)
+        return self.members(c["features"])
 
     # ------------------------------------------------------------ the split
     def _trunk_forward(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
         batch = self._inputs(batch)
+        if self.members is not None and (self.split == "encoder" or (
+                self.split == "layers" and self.member_layer is not None)):
+            # the members' features come from the same pass (their layer is below the cut)
+            with self._keep_member_features(batch) as captured:
+                h = self._split_trunk(batch)
+            return {**h, "member_features": captured["features"]}
+        return self._split_trunk(batch)
+
+    def _split_trunk(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
         if self.split == "encoder":
             out = self.model.base_model(**batch)
             hidden = out[0][:, :1] if self.first_token_only else out[0]
@@ -424,6 +466,43 @@ class TextToDNetwork(ToDNetwork):
 def _encoder_features(pooled: torch.Tensor | None, hidden: torch.Tensor) -> torch.Tensor:
     """The members' input: the encoder's pooled output, else the first token's hidden state."""
     return pooled if pooled is not None else hidden[:, 0]
+
+
+def _token_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``(B, T, D)`` hidden states over each row's tokens (``attention_mask`` 1)."""
+    mask = attention_mask[:, :hidden.shape[1]].to(torch.float32)[..., None]
+    return (hidden.float() * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+def member_layer(value: Any, n_layers: int | None, n_tod_layers: int) -> int | None:
+    """The encoder layer whose output the out-of-fold members read (``oos_layer``).
+
+    ``"auto"``: two thirds of the way up (``ceil(2 L / 3)``; layer 4 of 6 was the best of
+    layers 3-5 on the WordNet cells, ``examples/benchmarks/results/oos/README.md``),
+    lowered to the last layer without ToD; ``None`` when the encoder has no list of
+    layers. ``None``: the encoder's pooled output. An integer must lie in
+    ``0..L - n_tod_layers`` (``0``: the embeddings).
+
+    Examples
+    --------
+    >>> member_layer("auto", 6, 0), member_layer("auto", 12, 0), member_layer("auto", 6, 3)
+    (4, 8, 3)
+    >>> member_layer(None, 6, 0) is None, member_layer("auto", None, 0) is None
+    (True, True)
+    """
+    if value is None:
+        return None
+    if value == "auto":
+        return None if n_layers is None else min(-(-2 * n_layers // 3), n_layers - n_tod_layers)
+    if n_layers is None:
+        raise ValueError(f"oos_layer={value!r} needs a list of encoder layers, which this "
+                         "model does not have (shared or grouped layers?); use 'auto' or None.")
+    top = n_layers - n_tod_layers
+    if not 0 <= int(value) <= top:
+        raise ValueError(
+            f"oos_layer={value!r} must lie in 0..{top}: the members read a layer below every "
+            f"ToD layer ({n_layers} encoder layers, {n_tod_layers} of them with ToD).")
+    return int(value)
 
 
 @contextlib.contextmanager
