@@ -177,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-members", action="store_true",
                     help="fit with oos_folds=None (the flipped sub-networks' view)")
     ap.add_argument("--save", type=Path, default=None, metavar="DIR",
-                    help="also write each fit's views to DIR/mlp-<cell>-s<seed>.npz")
+                    help="also write each fit's views to DIR/<family>-<cell>-s<seed>.npz "
+                         "(family: mlp, or mlp-no-members)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     stem = "count_no_members" if args.no_members else "count"
@@ -195,9 +196,9 @@ def main(argv: list[str] | None = None) -> int:
                                 est.oos_proba_.astype(np.float64), est.y_train_)
             name = study.cell_name(c)
             if args.save is not None:
-                save_views(args.save / f"mlp-{name}-s{seed}.npz", est, split.y_train,
-                           flipped, family="mlp", cell=name, seed=seed,
-                           members=not args.no_members)
+                family = "mlp-no-members" if args.no_members else "mlp"
+                save_views(args.save / f"{family}-{name}-s{seed}.npz", est, split.y_train,
+                           flipped, family=family, cell=name, seed=seed)
             rows = [r for r in rows if (r["cell"], r.get("seed", 0)) != (name, seed)]
             rows.append({"cell": name, "seed": seed, "n": int(len(y)),
                          "n_flipped": int(flipped.sum()), "counts": counts})

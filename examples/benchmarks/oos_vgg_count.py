@@ -17,6 +17,8 @@ Usage (repository root)::
     nice -n 5 .venv/bin/python examples/benchmarks/oos_vgg_count.py --cells uniform20,uniform40
     nice -n 5 .venv/bin/python examples/benchmarks/oos_vgg_count.py --stages 2 \
         --cells uniform10,uniform20,uniform40,class20 --save /tmp/views
+    nice -n 5 .venv/bin/python examples/benchmarks/oos_vgg_count.py --stages 2 --dataset digits \
+        --cells uniform20,class20,clean --save /tmp/views_check
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,17 +49,24 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated: 2 (the default), trunk (oos_stage=None), none "
                          "(no members)")
     ap.add_argument("--cells", default="uniform20,uniform40",
-                    help="comma-separated: uniform10, uniform20, uniform40, class20")
+                    help="comma-separated: uniform10, uniform20, uniform40, class20, clean")
+    ap.add_argument("--dataset", choices=["fashion_mnist", "digits"], default="fashion_mnist",
+                    help="digits: run.py's digits rows, 8x8 images padded to 32x32")
     ap.add_argument("--save", type=Path, default=None, metavar="DIR",
                     help="also write each fit's views to DIR/vgg-<cell>-<stage>-s0.npz")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     for cell in args.cells.split(","):
-        kind = "class" if cell.startswith("class") else "uniform"
-        c = dict(dataset="fashion_mnist", model="vgg", kind=kind,
-                 rate=int(cell[len(kind):]) / 100, n_train=10_000)
+        kind = next(k for k in ("class", "uniform", "clean") if cell.startswith(k))
+        rate = int(cell[len(kind):] or 0) / 100
+        c = dict(dataset=args.dataset, model="vgg", kind=kind, rate=rate, n_train=10_000)
         split = run.load_split(c)
-        y, flipped = bl.inject_noise(split.y_train, c["rate"], kind, split.name, seed=0)
+        if args.dataset == "digits":
+            c.pop("n_train")  # all of digits' training rows, as run.py's digits cells
+        if kind == "clean":
+            y, flipped = split.y_train.copy(), np.zeros(len(split.y_train), bool)
+        else:
+            y, flipped = bl.inject_noise(split.y_train, rate, kind, split.name, seed=0)
         stages = {"2": 2, "trunk": None, "none": "none"}
         for stage in (stages[s] for s in args.stages.split(",")):
             params = {"oos_folds": None} if stage == "none" else {"oos_stage": stage}
