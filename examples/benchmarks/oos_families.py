@@ -41,7 +41,8 @@ give:
 For each: ``find_label_issues`` flagged / precision / recall, the AP of
 ``get_label_quality_scores``, the accuracy on the clean training rows, and the CPU
 seconds of the run (one torch thread). Writes ``results/oos/families.md`` (rows kept
-in ``families.json``).
+in ``families.json``) and ``pr_families.png`` (``find_label_issues`` precision / recall
+of each family's default view and flipped head against 5-fold CV, per cell).
 
 Usage (repository root; data from ``make data``)::
 
@@ -264,8 +265,27 @@ def main(argv: list[str] | None = None) -> int:
         rows = bl.replace_rows(rows, new)
         path.write_text(json.dumps(rows, indent=1))
         (OUT / "families.md").write_text(markdown(rows))
+    plot(rows, OUT / "pr_families.png")
     print(markdown(rows))
     return 0
+
+
+#: The views drawn by :func:`plot`: each family's default and its flipped head.
+PLOTTED = ("flipped", "members-stage2", "members-layer4-lr10", "cv5")
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """``find_label_issues`` precision / recall per cell: the package's default view and
+    the flipped head against 5-fold CV (the full suite's where the cell has no ``cv5``)."""
+    import oos_report
+
+    full = oos_report.full_suite_cv5(OUT.parent / "full" / "results.json")
+    drawn = [r for r in rows if r["design"] in PLOTTED and not r["seed"]]
+    have_cv = {r["cell"] for r in drawn if r["design"] == "cv5"}
+    drawn += [{"cell": cell, "design": "cv5", "n_flipped": 1, **full[cell]}
+              for cell in dict.fromkeys(r["cell"] for r in drawn)
+              if cell not in have_cv and cell in full]
+    oos_report.plot_pr(drawn, path)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,23 @@ from pathlib import Path
 import numpy as np
 
 
+def full_suite_cv5(full: Path) -> dict[str, dict]:
+    """Cell name -> the full suite's 5-fold cleanlab row (``results/full/results.json``)
+    as ``find_label_issues`` flagged / precision / recall, for the studies' cells that
+    have no ``cv5`` row of their own (same rows, flips and network)."""
+    import json
+
+    if not full.exists():
+        return {}
+    out = {}
+    for c in json.loads(full.read_text())["cells"]:
+        m = c["methods"].get("cleanlab_cv5")
+        if m and "n_flagged" in m:
+            out[c["name"]] = {"n_flagged": m["n_flagged"], "precision": m["flagged_precision"],
+                              "recall": m["flagged_recall"]}
+    return out
+
+
 def _f(v, nd: int = 3) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"

@@ -362,6 +362,8 @@ class TextToDNetwork(ToDNetwork):
             hook.remove()
 
     def member_logits(self, x: Any, h: Any) -> torch.Tensor:
+        """The members' logits: on the features the trunk's pass kept, else (a trunk that
+        stops below the members' layer, or none) on a pass of the unmasked encoder."""
         if isinstance(h, dict) and "member_features" in h:  # kept by the trunk's pass
             return self.members(h["member_features"])
         inputs = self._inputs(x)
@@ -470,6 +472,11 @@ def _encoder_features(pooled: torch.Tensor | None, hidden: torch.Tensor) -> torc
 
 def _token_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``(B, T, D)`` hidden states over each row's tokens (``attention_mask`` 1)."""
+    if hidden.ndim != 3 or hidden.shape[0] != attention_mask.shape[0]:
+        raise ValueError(
+            f"oos_layer: the encoder layer's output has shape {tuple(hidden.shape)}, not "
+            f"(batch={attention_mask.shape[0]}, tokens, hidden) (an unpadded attention "
+            "path?); use oos_layer=None (the members read the pooled output).")
     mask = attention_mask[:, :hidden.shape[1]].to(torch.float32)[..., None]
     return (hidden.float() * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
