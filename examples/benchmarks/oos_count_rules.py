@@ -1,4 +1,4 @@
-"""Issue 11, round 6: candidate ``"auto"`` count rules scored offline on saved views.
+"""Issue 11, rounds 6 and 6b: candidate ``"auto"`` count rules scored offline on saved views.
 
 Loads the npz files that ``oos_count.py --save DIR`` (MLP cells) and
 ``oos_vgg_count.py --save DIR`` (VGG cells) write, one per fit, and scores every rule
@@ -304,6 +304,277 @@ RULES: dict[str, tuple[str, Callable[[Fit], int]]] = {
 }
 
 
+# ----------------------------------------------------------------------------- round 6b
+# Anchor-point counts made robust (issue 11, item 3). ``1 - T_ii`` estimated on anchor
+# rows of class ``i``; the count is ``sum_i n_i (1 - T_ii)`` (``n_i``: rows given label i).
+def _top_rows(p: np.ndarray, y: np.ndarray, i: int, alpha: float) -> np.ndarray:
+    """The ``round(alpha * n_i)`` rows (at least one) of highest ``p[:, i]``; ``n_i`` = the
+    rows given label ``i``, so the anchor set scales with the class's size."""
+    m = max(int(round(alpha * (y == i).sum())), 1)
+    return np.argsort(-p[:, i], kind="stable")[:m]
+
+
+def _per_class_count(f: Fit, rate: np.ndarray) -> int:
+    return int(round((np.bincount(f.y, minlength=f.k) * rate).sum()))
+
+
+def anchor_class_size(view: str, alpha: float, labels: bool = False) -> Callable[[Fit], int]:
+    """Patrini et al. (CVPR 2017) anchors, sized by the class: the top ``alpha * n_i`` rows
+    of ``p(i|x)``; ``1 - T_ii`` = one minus their mean ``p(i|x)`` or (``labels``) the
+    share of them given another label."""
+    def rule(f: Fit) -> int:
+        p = getattr(f, view)
+        rate = np.array([(f.y[r] != i).mean() if labels else 1 - p[r, i].mean()
+                         for i in range(f.k) for r in [_top_rows(p, f.y, i, alpha)]])
+        return _per_class_count(f, rate)
+    return rule
+
+
+def anchor_band(view: str, lo: float = 90.0, hi: float = 99.0) -> Callable[[Fit], int]:
+    """Patrini's ``T_ii`` as the mean ``p(i|x)`` over a percentile band ``[lo, hi]`` of
+    ``p(i|x)`` (drops the over-confident extreme top)."""
+    def rule(f: Fit) -> int:
+        p = getattr(f, view)
+        rate = []
+        for i in range(f.k):
+            a, b = np.percentile(p[:, i], [lo, hi])
+            band = (p[:, i] >= a) & (p[:, i] <= b)
+            rate.append(1 - p[band, i].mean())
+        return _per_class_count(f, np.array(rate))
+    return rule
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def anchor_temperature_top(view: str, q: float = 97.0) -> Callable[[Fit], int]:
+    """O re-calibrated at the top: one temperature (Guo et al. 2017) fitted by NLL
+    against the given labels on the rows confident of some class (confident learning's
+    thresholds), then Patrini's anchor estimate at the ``q``-th percentile."""
+    def rule(f: Fit) -> int:
+        from scipy.optimize import minimize_scalar
+
+        p = getattr(f, view)
+        logit = np.log(np.clip(p, 1e-12, None))
+        has, _ = _confident_classes(p, f.y)
+        z, yy = logit[has], f.y[has]
+
+        def nll(t: float) -> float:
+            lp = np.log(_softmax(z / t)[np.arange(len(yy)), yy] + 1e-300)
+            return -float(lp.mean())
+        t = minimize_scalar(nll, bounds=(0.05, 20.0), method="bounded").x
+        pc = _softmax(logit / t)
+        rate = np.array([1 - pc[pc[:, i] >= np.percentile(pc[:, i], q), i].mean()
+                         for i in range(f.k)])
+        return _per_class_count(f, rate)
+    return rule
+
+
+def anchor_isotonic(view: str, q: float = 97.0) -> Callable[[Fit], int]:
+    """O re-calibrated by isotonic regression (Zadrozny & Elkan 2002) of ``1[y = i]`` on
+    ``p(i|x)``, per class, then Patrini's anchor estimate at the ``q``-th percentile."""
+    def rule(f: Fit) -> int:
+        from sklearn.isotonic import IsotonicRegression
+
+        p = getattr(f, view)
+        rate = []
+        for i in range(f.k):
+            iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+            pc = iso.fit_transform(p[:, i], (f.y == i).astype(float))
+            top = p[:, i] >= np.percentile(p[:, i], q)
+            rate.append(1 - pc[top].mean())
+        return _per_class_count(f, np.array(rate))
+    return rule
+
+
+def best_bin_labels(view: str, alphas: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5),
+                    se: float = 0.0) -> Callable[[Fit], int]:
+    """Best-bin mixture-proportion estimate (Scott 2015; Ramaswamy et al. 2016): the
+    noise rate is the smallest share of rows given another label over nested anchor sets
+    (top ``alpha * n_i`` rows of ``p(i|x)`` per class, pooled): a pure anchor set shows
+    the flip rate, an impure one adds the view's errors. ``se``: standard errors added to
+    each share before the minimum (the confidence term of Scott's estimator)."""
+    def rule(f: Fit) -> int:
+        p = getattr(f, view)
+        best = np.inf
+        for a in alphas:
+            rows = [_top_rows(p, f.y, i, a) for i in range(f.k)]
+            off = np.concatenate([f.y[r] != i for i, r in enumerate(rows)])
+            s = off.mean()
+            best = min(best, s + se * np.sqrt(s * (1 - s) / len(off)))
+        return int(round(best * len(f.y)))
+    return rule
+
+
+def anchor_labels_agree(alpha: float = 0.2) -> Callable[[Fit], int]:
+    """Label share on anchors where both views agree: the top ``alpha * n_i`` rows of
+    O's ``p(i|x)`` among the rows whose F top class is ``i``."""
+    def rule(f: Fit) -> int:
+        top_f = f.F.argmax(axis=1)
+        rate = []
+        for i in range(f.k):
+            cand = np.flatnonzero(top_f == i)
+            m = max(int(round(alpha * (f.y == i).sum())), 1)
+            r = cand[np.argsort(-f.O[cand, i], kind="stable")[:m]]
+            rate.append((f.y[r] != i).mean() if len(r) else 0.0)
+        return _per_class_count(f, np.array(rate))
+    return rule
+
+
+def mpe_given_label(view: str) -> Callable[[Fit], int]:
+    """Mixture proportion of flips in the given-label probability ``q = p(y|x)``
+    (Blanchard et al. 2010; Scott 2015): ``pi <= P(q <= t) / P_N(q <= t)`` for every
+    ``t``, with the flipped component ``N`` proxied by ``p(c|x)`` at a class ``c`` drawn
+    uniformly among the other classes (exact for uniform flips). The estimate is the
+    minimum over ``t`` at the deciles of the proxy."""
+    def rule(f: Fit) -> int:
+        p = getattr(f, view)
+        n = len(f.y)
+        rng = np.random.default_rng(0)
+        q = p[np.arange(n), f.y]
+        c = (f.y + rng.integers(1, f.k, size=n)) % f.k
+        qn = p[np.arange(n), c]
+        ts = np.quantile(qn, np.linspace(0.1, 0.9, 9))
+        ratio = [(q <= t).mean() / max((qn <= t).mean(), 1e-12) for t in ts]
+        return int(round(min(1.0, min(ratio)) * n))
+    return rule
+
+
+def median_three(f: Fit) -> int:
+    """Median of the package's count, Patrini's ``anchor_O97`` and ``best_bin_O``: each
+    fails on its own cells (memorised flips, over-confidence at the top, impure anchors),
+    so the median is right wherever two of the three are."""
+    return int(np.median([package(f), anchor_transition("O")(f), best_bin_labels("O")(f)]))
+
+
+def anchor_or_labels(f: Fit) -> int:
+    """Patrini's mean-probability estimate where O is calibrated at its anchors, else the
+    label share: the two agree within a factor 1.2 -> the mean probability; else the
+    smaller of ``best_bin_O`` and the package."""
+    a, b = anchor_transition("O")(f), best_bin_labels("O")(f)
+    return a if max(a, b) <= 1.2 * max(min(a, b), 1) else min(b, package(f))
+
+
+RULES.update({
+    "anchor_O_a03": ("Patrini anchors: top 3% of each class's size, mean p(i|x)",
+                     anchor_class_size("O", 0.03)),
+    "anchor_O_a10": ("Patrini anchors: top 10% of each class's size, mean p(i|x)",
+                     anchor_class_size("O", 0.10)),
+    "anchor_O_a30": ("Patrini anchors: top 30% of each class's size, mean p(i|x)",
+                     anchor_class_size("O", 0.30)),
+    "anchor_band_O": ("Patrini T_ii: mean p(i|x) over the 90th-99th percentile band",
+                      anchor_band("O")),
+    "anchor_temp_O97": ("O re-tempered on its confident rows, then anchor_O97",
+                        anchor_temperature_top("O")),
+    "anchor_iso_O97": ("O isotonic-calibrated per class, then anchor_O97", anchor_isotonic("O")),
+    "labels_O_a10": ("share labelled otherwise, top 10% of each class's size",
+                     anchor_class_size("O", 0.10, labels=True)),
+    "labels_O_a30": ("share labelled otherwise, top 30% of each class's size",
+                     anchor_class_size("O", 0.30, labels=True)),
+    "best_bin_O": ("best-bin MPE: min label share over anchor sets 10/20/30/50% of n_i",
+                   best_bin_labels("O")),
+    "best_bin_O_se": ("best_bin_O with one standard error added per set",
+                      best_bin_labels("O", se=1.0)),
+    "best_bin_O_wide": ("best_bin_O over 5/10/20/30/50/70% of n_i",
+                        best_bin_labels("O", (0.05, 0.1, 0.2, 0.3, 0.5, 0.7))),
+    "labels_agree_a20": ("label share on O's top 20% of n_i among rows F assigns to i",
+                         anchor_labels_agree(0.2)),
+    "mpe_q_O": ("MPE of flips in O's given-label probability (uniform-flip proxy)",
+                mpe_given_label("O")),
+    "median_three": ("median of package, anchor_O97, best_bin_O", median_three),
+    "anchor_or_labels": ("anchor_O97 if within 1.2x of best_bin_O, else min(best_bin_O, "
+                         "package)", anchor_or_labels),
+})
+
+
+def _weighted_quantiles(v: np.ndarray, w: np.ndarray, qs: np.ndarray) -> np.ndarray:
+    order = np.argsort(v, kind="stable")
+    cw = np.cumsum(w[order])
+    return v[order][np.minimum(np.searchsorted(cw, qs * cw[-1]), len(v) - 1)]
+
+
+def mpe_given_label_joint(view: str, prior: float = 1.0, sources: str = "joint",
+                          levels: tuple[float, ...] = tuple(np.linspace(0.1, 0.9, 9))
+                          ) -> Callable[[Fit], int]:
+    """As :func:`mpe_given_label`, with the flipped component of the rows given label
+    ``j`` proxied by ``p(j|x)`` over the rows given label ``c``, mixed over the sources
+    ``c != j`` by the confident joint of the view (rows labelled ``j`` confidently of
+    ``c``; ``prior`` added per cell): class-conditional flips come from the classes the
+    view confuses with ``j``. ``pi = min_t P(p(y|x) <= t) / P_N(t)`` at the thresholds
+    where ``P_N(t)`` is each of ``levels``. ``sources="anchor"``: the sources mixed by
+    ``n_c T_cj``, Patrini's anchor-point transition matrix of the view (97th percentile
+    anchors), instead of the confident joint."""
+    def rule(f: Fit) -> int:
+        p = getattr(f, view)
+        n, k = p.shape
+        q = p[np.arange(n), f.y]
+        n_per = np.bincount(f.y, minlength=k).astype(float)
+        if sources == "anchor":
+            # Patrini's T_cj (mean p(j|x) over class c's anchors): flips c -> j ~ n_c T_cj
+            t_mat = np.stack([p[p[:, c] >= np.percentile(p[:, c], 97)].mean(axis=0)
+                              for c in range(k)])
+            joint = (n_per[:, None] * t_mat).T  # joint[j, c]
+        else:
+            has, cls = _confident_classes(p, f.y)
+            joint = np.zeros((k, k))
+            np.add.at(joint, (f.y[has], cls[has]), 1.0)
+        joint = joint + prior
+        np.fill_diagonal(joint, 0.0)
+        w = joint / joint.sum()  # w[j, c]: share of the flips that go c -> j
+        # proxy sample: row x' (label c) at p(j|x'), weight w[j, c] / n_c
+        vals = p.T.reshape(-1)  # (j, x') flattened
+        wt = (w[:, f.y] / n_per[f.y][None, :]).reshape(-1)
+        ts = _weighted_quantiles(vals, wt, np.asarray(levels))
+        srt_v = vals[np.argsort(vals, kind="stable")]
+        cw = np.cumsum(wt[np.argsort(vals, kind="stable")])
+        ratio = []
+        for t in ts:
+            pn = cw[np.searchsorted(srt_v, t, side="right") - 1]
+            ratio.append((q <= t).mean() / max(pn, 1e-12))
+        return int(round(min(1.0, min(ratio)) * n))
+    return rule
+
+
+RULES.update({
+    "mpe_q_anchor_O": ("MPE of flips in O's given-label probability, sources by n_c T_cj "
+                       "(anchor-point T of O)", mpe_given_label_joint("O", 0.0, "anchor")),
+    "mpe_q_anchor_O_hi": ("as mpe_q_anchor_O, thresholds at P_N = 30..90%",
+                          mpe_given_label_joint("O", 0.0, "anchor",
+                                                tuple(np.linspace(0.3, 0.9, 7)))),
+    "mpe_q_joint_O": ("MPE of flips in O's given-label probability, sources by O's "
+                      "confident joint", mpe_given_label_joint("O")),
+    "mpe_q_joint0_O": ("as mpe_q_joint_O, no prior on the joint",
+                       mpe_given_label_joint("O", prior=0.0 + 1e-9)),
+    "mpe_q_joint_O_lo": ("as mpe_q_joint_O, thresholds at P_N = 5..50%",
+                         mpe_given_label_joint("O", levels=(0.05, 0.1, 0.2, 0.3, 0.5))),
+})
+
+
+def median_of(*names: str) -> Callable[[Fit], int]:
+    """The median of several rules' counts (the mean of the middle two for an even
+    number): right wherever most of them are, whatever the one that fails."""
+    def rule(f: Fit) -> int:
+        return int(round(np.median([RULES[n][1](f) for n in names])))
+    return rule
+
+
+RULES.update({
+    "median_pkg_bb_mpe": ("median of package, best_bin_O, mpe_q_O",
+                          median_of("package", "best_bin_O", "mpe_q_O")),
+    "median_anc_bb_mpe": ("median of anchor_O97, best_bin_O, mpe_q_O",
+                          median_of("anchor_O97", "best_bin_O", "mpe_q_O")),
+    "median_pkg_anc_mpe": ("median of package, anchor_O97, mpe_q_O",
+                           median_of("package", "anchor_O97", "mpe_q_O")),
+    "median_four": ("median of package, anchor_O97, best_bin_O, mpe_q_O",
+                    median_of("package", "anchor_O97", "best_bin_O", "mpe_q_O")),
+    "median_three_wide": ("median of package, anchor_O97, best_bin_O_wide",
+                          median_of("package", "anchor_O97", "best_bin_O_wide")),
+})
+
+
 # ----------------------------------------------------------------------------- report
 def score(fits: list[Fit], rules: dict) -> list[dict]:
     rows = []
@@ -348,7 +619,8 @@ def markdown(rows: list[dict], rules: dict, source: str = "") -> str:
     for name in names:
         s = summary(rows, name)
         fams = ", ".join(f"{k} {a}/{b}" for k, (a, b) in s["families"].items())
-        out.append(f"| `{name}` | {rules[name][0]} | {s['noisy'][0]}/{s['noisy'][1]} | {fams} "
+        what = rules[name][0].replace("|", "\\|")
+        out.append(f"| `{name}` | {what} | {s['noisy'][0]}/{s['noisy'][1]} | {fams} "
                    f"| {s['clean'][0]}/{s['clean'][1]} | "
                    f"{', '.join(f'{p}' for p in s['clean_pct'])} | {s['median_abs_err']:.1%} |")
     out += ["", "Per fit (count, then its error against the flipped rows, or its share of the "
