@@ -246,9 +246,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--append", action="store_true", help="keep the rows already stored")
     ap.add_argument("--save-probs", metavar="DIR", help="also write each view's pred_probs "
                     "(with the labels and the flip mask) to DIR/<cell>@s<seed>-<view>.npz")
+    ap.add_argument("--report", action="store_true",
+                    help="only rewrite families.md and pr_families.png from families.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     path = OUT / "families.json"
+    if args.report:
+        rows = json.loads(path.read_text())
+        (OUT / "families.md").write_text(markdown(rows))
+        plot(rows, OUT / "pr_families.png")
+        return 0
     rows = json.loads(path.read_text()) if args.append and path.exists() else []
     designs = args.designs.split(",")
     for cell in args.cells.split(","):
@@ -280,7 +287,7 @@ def plot(rows: list[dict], path: Path) -> None:
     import oos_report
 
     full = oos_report.full_suite_cv5(OUT.parent / "full" / "results.json")
-    drawn = [r for r in rows if r["design"] in PLOTTED and not r["seed"]]
+    drawn = [{"n_flipped": 1, **r} for r in rows if r["design"] in PLOTTED and not r["seed"]]
     have_cv = {r["cell"] for r in drawn if r["design"] == "cv5"}
     drawn += [{"cell": cell, "design": "cv5", "n_flipped": 1, **full[cell]}
               for cell in dict.fromkeys(r["cell"] for r in drawn)
