@@ -43,7 +43,12 @@ from sklearn.metrics import average_precision_score  # noqa: E402
 from tod_cleanse import ToDMLPClassifier  # noqa: E402
 from tod_cleanse.cleanser import fitted_scores  # noqa: E402
 from tod_cleanse.diagnostics import FitReliabilityWarning  # noqa: E402
-from tod_cleanse.scores import DEFAULT_METHOD, confident_joint_issues, estimate_issue_count  # noqa: E402
+from tod_cleanse.scores import (  # noqa: E402
+    DEFAULT_METHOD,
+    auto_count_views,
+    confident_joint_issues,
+    estimate_issue_count,
+)
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "oos"
@@ -169,6 +174,13 @@ DESIGNS: dict[str, tuple[str, dict, str]] = {
     "default-r2": ("round 2's defaults: one hidden layer of 512, p=0.8, inner_p=0.3, "
                    "out-of-fold members oos_folds=5, oos_width=128, temperature",
                    dict(hidden_layer_sizes=(512,), p=0.8, inner_p=0.3), "temp"),
+    "members-only": ("round 3's defaults: oos_proba_ from the members alone "
+                     "(_oos_blend=0)", {"_oos_blend": 0.0}, "temp"),
+    "blend10": ("the members' logits blended with the flipped sub-network's, weight 0.1 "
+                "(_oos_blend=0.1), one temperature on the blend", {"_oos_blend": 0.1},
+                "temp"),
+    "blend20": ("as blend10, weight 0.2", {"_oos_blend": 0.2}, "temp"),
+    "blend25": ("as blend10, weight 0.25", {"_oos_blend": 0.25}, "temp"),
     "default": ("the package defaults as they are now (round 3: one hidden layer of 512, "
                 "p=0.8, no inner dropout, out-of-fold members oos_folds=5, oos_width=128, "
                 "temperature)", {}, "temp"),
@@ -271,6 +283,8 @@ def counts(est, proba: np.ndarray, labels: np.ndarray) -> dict:
     from cleanlab.count import num_label_issues
 
     return {"auto": int(estimate_issue_count(proba, labels)),
+            # the package's drop_fraction="auto" since round 4 (both views)
+            "two_view": int(estimate_issue_count(**auto_count_views(est), labels=labels)),
             "cj_full": int(estimate_issue_count(est.train_proba_, labels)),
             "cl_offdiag": int(num_label_issues(labels, proba)),
             "argmax_disagree": int(np.sum(proba.argmax(1) != labels)),
@@ -283,8 +297,12 @@ def counts(est, proba: np.ndarray, labels: np.ndarray) -> dict:
 
 def run_design(name: str, c: dict, split, y, flipped, seed: int) -> dict:
     _, params, post = DESIGNS[name]
+    params = dict(params)
+    blend = params.pop("_oos_blend", None)  # a class attribute, not a parameter
     est = bl.bench_class(base_estimator().set_params(random_state=seed, **params))
     est._calibrate_oos = post == "temp"  # the estimator fits the temperature itself
+    if blend is not None:
+        est._oos_blend = blend
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitReliabilityWarning)
         est.fit(split.X_train, y)

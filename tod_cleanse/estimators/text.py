@@ -23,14 +23,8 @@ from torch import nn
 from .._constraints import MEMBER_CONSTRAINTS, StrOptions, int_interval
 from ._docs import fill_shared_parameters
 from .base import BaseToDClassifier, ToDNetwork, resolve_device
-from .text_layout import (
-    SUPPORTED,
-    TextToDNetwork,
-    encoder_layers,
-    member_layer,
-    parse_tod_layers,
-    place_tod,
-)
+from .text_layout import SUPPORTED, TextToDNetwork, parse_tod_layers, place_tod
+from .text_members import encoder_layers, member_layer
 
 __all__ = ["ToDTextClassifier", "ToDBertClassifier"]
 

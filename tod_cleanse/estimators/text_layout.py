@@ -44,17 +44,14 @@ from torch import nn
 from ..folds import OutOfFoldMembers
 from ..layers import TurnOverDropout, tod_context
 from .base import ToDNetwork
+from .text_members import _Stop, encoder_layers, keep_member_features
 
-__all__ = ["TextToDNetwork", "member_layer", "parse_tod_layers", "place_tod", "SUPPORTED"]
+__all__ = ["TextToDNetwork", "encoder_layers", "parse_tod_layers", "place_tod", "SUPPORTED"]
 
 SUPPORTED = ("encoders whose sequence-classification head calls nn.Dropout before its "
              "output layer (BERT, MiniLM, RoBERTa, XLM-R, DistilBERT, DeBERTa-v2/v3, ELECTRA, "
              "ModernBERT ...)")
 _HEAD_SEED_BASE = 10_000  # head dropouts after the first one; layer seeds stay below
-
-
-class _Stop(Exception):
-    """Raised by a hook to end a forward pass once the trunk's output is captured."""
 
 
 def parse_tod_layers(value: Any, n_layers: int) -> int:
@@ -86,20 +83,6 @@ def parse_tod_layers(value: Any, n_layers: int) -> int:
 
 def _model_type(model: nn.Module) -> str:
     return str(getattr(model.config, "model_type", type(model).__name__))
-
-
-def encoder_layers(model: nn.Module) -> nn.ModuleList | None:
-    """The list of ``num_hidden_layers`` encoder blocks of one class, if there is one."""
-    n = getattr(model.config, "num_hidden_layers", None)
-    best = None
-    for mod in model.base_model.modules():
-        if not isinstance(mod, nn.ModuleList) or not len(mod):
-            continue
-        if len({type(m) for m in mod}) != 1 or (n is not None and len(mod) != n):
-            continue
-        if best is None or len(mod) > len(best):
-            best = mod
-    return best
 
 
 def _accepted(fn: Any) -> set[str]:
@@ -326,40 +309,10 @@ class TextToDNetwork(ToDNetwork):
                                         seed=torch.initial_seed() % 2**31)
         self.members_input = "trunk"
 
-    @contextlib.contextmanager
     def _keep_member_features(self, batch: dict[str, torch.Tensor], stop: bool = False
-                              ) -> Iterator[dict[str, torch.Tensor]]:
-        """While the encoder runs on ``batch``: keep the members' features, detached.
-
-        Yields a dict whose ``"features"`` holds them once the pass is over. With
-        ``stop`` the pass ends (:class:`_Stop`, swallowed) as soon as they are kept.
-        """
-        captured: dict[str, Any] = {}
-        layer = self.member_layer
-
-        def keep(output: Any) -> None:
-            if layer is None:
-                captured["features"] = _encoder_features(
-                    getattr(output, "pooler_output", None), output[0]).detach()
-            else:
-                hidden = output[0] if isinstance(output, tuple | list) else output
-                captured["features"] = _token_mean(hidden.detach(), batch["attention_mask"])
-            if stop:
-                raise _Stop
-
-        if layer is None:
-            hook = self.model.base_model.register_forward_hook(lambda m, a, out: keep(out))
-        elif layer == 0:  # the embeddings: the input of the first layer
-            hook = self._layers()[0].register_forward_pre_hook(
-                lambda m, a, kw: keep(a[0] if a else kw["hidden_states"]), with_kwargs=True)
-        else:
-            hook = self._layers()[layer - 1].register_forward_hook(lambda m, a, out: keep(out))
-        try:
-            yield captured
-        except _Stop:
-            pass
-        finally:
-            hook.remove()
+                              ) -> contextlib.AbstractContextManager[dict[str, torch.Tensor]]:
+        """:func:`~.text_members.keep_member_features` on this network's members' layer."""
+        return keep_member_features(self.model, self.member_layer, batch, stop=stop)
 
     def member_logits(self, x: Any, h: Any) -> torch.Tensor:
         """The members' logits: on the features the trunk's pass kept, else (a trunk that
@@ -463,53 +416,6 @@ class TextToDNetwork(ToDNetwork):
                     plain = self.forward(batch)
                 gap = max(gap, float((split - plain).abs().max()))
         return gap
-
-
-def _encoder_features(pooled: torch.Tensor | None, hidden: torch.Tensor) -> torch.Tensor:
-    """The members' input: the encoder's pooled output, else the first token's hidden state."""
-    return pooled if pooled is not None else hidden[:, 0]
-
-
-def _token_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``(B, T, D)`` hidden states over each row's tokens (``attention_mask`` 1)."""
-    if hidden.ndim != 3 or hidden.shape[0] != attention_mask.shape[0]:
-        raise ValueError(
-            f"oos_layer: the encoder layer's output has shape {tuple(hidden.shape)}, not "
-            f"(batch={attention_mask.shape[0]}, tokens, hidden) (an unpadded attention "
-            "path?); use oos_layer=None (the members read the pooled output).")
-    mask = attention_mask[:, :hidden.shape[1]].to(torch.float32)[..., None]
-    return (hidden.float() * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-
-
-def member_layer(value: Any, n_layers: int | None, n_tod_layers: int) -> int | None:
-    """The encoder layer whose output the out-of-fold members read (``oos_layer``).
-
-    ``"auto"``: two thirds of the way up (``ceil(2 L / 3)``; layer 4 of 6 was the best of
-    layers 3-5 on the WordNet cells, ``examples/benchmarks/results/oos/README.md``),
-    lowered to the last layer without ToD; ``None`` when the encoder has no list of
-    layers. ``None``: the encoder's pooled output. An integer must lie in
-    ``0..L - n_tod_layers`` (``0``: the embeddings).
-
-    Examples
-    --------
-    >>> member_layer("auto", 6, 0), member_layer("auto", 12, 0), member_layer("auto", 6, 3)
-    (4, 8, 3)
-    >>> member_layer(None, 6, 0) is None, member_layer("auto", None, 0) is None
-    (True, True)
-    """
-    if value is None:
-        return None
-    if value == "auto":
-        return None if n_layers is None else min(-(-2 * n_layers // 3), n_layers - n_tod_layers)
-    if n_layers is None:
-        raise ValueError(f"oos_layer={value!r} needs a list of encoder layers, which this "
-                         "model does not have (shared or grouped layers?); use 'auto' or None.")
-    top = n_layers - n_tod_layers
-    if not 0 <= int(value) <= top:
-        raise ValueError(
-            f"oos_layer={value!r} must lie in 0..{top}: the members read a layer below every "
-            f"ToD layer ({n_layers} encoder layers, {n_tod_layers} of them with ToD).")
-    return int(value)
 
 
 @contextlib.contextmanager
