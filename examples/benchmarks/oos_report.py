@@ -184,3 +184,42 @@ def plot_pr(data: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def target_table(data: list[dict], designs: list[str], seed: int = 0) -> str:
+    """Issue 11's per-cell targets against ``cv5`` of the same seed, per design.
+
+    A noisy cell passes when ``find_label_issues`` precision and recall are within 0.02
+    of CV's, the quality-score AP is at least CV's and the clean-row accuracy within
+    0.02; a clean cell when its accuracy is. Each entry: one mark per target (``.``
+    met, ``x`` missed; precision, recall, AP, accuracy), then the package's two-view
+    ``"auto"`` count / flipped rows.
+    """
+    suffix = f"@s{seed}" if seed else ""
+    by = {(r["design"], r["cell"]): r for r in data}
+    cells = [c for c in dict.fromkeys(r["cell"] for r in data) if ("cv5" + suffix, c) in by]
+    out = [f"| cell (seed {seed}) | " + " | ".join(designs) + " |",
+           "|---|" + "---|" * len(designs)]
+    passed = dict.fromkeys(designs, 0)
+    counted = dict.fromkeys(designs, 0)
+    for cell in sorted(cells):
+        cv = by[("cv5" + suffix, cell)]
+        line = [cell]
+        for d in designs:
+            r = by.get((d + suffix, cell))
+            if r is None:
+                line.append("-")
+                continue
+            ok = [r["acc_clean"] >= cv["acc_clean"] - 0.02]
+            if r["n_flipped"]:
+                ok = [r["precision"] >= cv["precision"] - 0.02,
+                      r["recall"] >= cv["recall"] - 0.02,
+                      r["ap_quality"] >= cv["ap_quality"], *ok]
+            passed[d] += all(ok)
+            counted[d] += 1
+            line.append("".join(".x"[not o] for o in ok)
+                        + f" {r.get('two_view', '?')} / {r['n_flipped']}")
+        out.append("| " + " | ".join(line) + " |")
+    out.append("| all targets met | " + " | ".join(f"{passed[d]} / {counted[d]}"
+                                                  for d in designs) + " |")
+    return "\n".join(out) + "\n"

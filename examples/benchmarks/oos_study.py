@@ -371,7 +371,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0,
                     help="training seed (rows of a seed other than 0 are named design@sN)")
     ap.add_argument("--report", action="store_true", help="only write the tables and plot")
+    ap.add_argument("--targets", metavar="DESIGNS",
+                    help="only print issue 11's per-cell targets of these designs (comma-"
+                         "separated) against cv5 of --seed")
     args = ap.parse_args(argv)
+    if args.targets:
+        data = json.loads((OUT / "study.json").read_text())
+        print(oos_report.target_table(data, args.targets.split(","), args.seed))
+        return 0
     torch.set_num_threads(1)
     OUT.mkdir(parents=True, exist_ok=True)
     if not args.report:
