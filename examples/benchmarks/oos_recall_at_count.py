@@ -2,14 +2,15 @@
 
 On the WordNet cells cleanlab's ``find_label_issues`` on the one-run ``oos_proba_``
 flags fewer rows than on 5-fold CV ``pred_probs``: higher precision, lower recall. This
-reads the views that ``oos_families.py --save-probs DIR`` wrote and, for each, prints:
+reads the views that ``oos_families.py --save-probs DIR`` (or ``oos_study.py
+--save-probs DIR``, the MLP) wrote and, for each, prints:
 
 * ``find_label_issues`` as cleanlab runs it (flagged / precision / recall);
 * the same views ranked by ``get_label_quality_scores``, cut at the number of rows that
   ``find_label_issues`` flagged on CV's ``pred_probs`` of the same cell (read from
-  ``families.json``, else from the full suite's ``cleanlab_cv5`` row of the same rows,
-  flips and network, as ``families.md`` does): if precision *and* recall there are at
-  least CV's, the ranking is as good and only the number flagged differs;
+  ``families.json`` or ``study.json``, else from the full suite's ``cleanlab_cv5`` row of
+  the same rows, flips and network, as ``families.md`` does): if precision *and* recall
+  there are at least CV's, the ranking is as good and only the number flagged differs;
 * ``find_label_issues`` after a further temperature ``t`` on the (already calibrated)
   view (``p ** (1 / t)``, renormalised): how far the flagged count moves with the
   sharpness of the probabilities.
@@ -65,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     rows = json.loads((OUT / "families.json").read_text())
     cv = {(r["cell"], r["seed"]): r for r in rows if r["design"] == "cv5"}
+    for r in json.loads((OUT / "study.json").read_text()):  # the MLP cells
+        design, _, seed = r["design"].partition("@s")
+        if design == "cv5":
+            cv[(r["cell"], int(seed or 0))] = r
     for cell, row in oos_report.full_suite_cv5(OUT.parent / "full" / "results.json").items():
         cv.setdefault((cell, 0), row)  # cells without a cv5 row (as families.md)
     out = ["# Recall of the one-run view at CV's flagged count (issue 11, round 6)", "",
@@ -85,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         with np.load(path) as z:
             pred, labels, flipped = z["pred"], z["y"], z["flipped"].astype(bool)
+        if not flipped.any():  # a clean cell: no recall to compare
+            continue
         run = study.cleanlab_metrics(labels, pred, flipped)
         cut = at_count(labels, pred, flipped, int(base["n_flagged"]))
         temps = [study.cleanlab_metrics(labels, sharpen(pred, t), flipped) for t in TEMPERATURES]
@@ -93,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             return (f"{m['n_flagged'] if n is None else n} / {m['precision']:.3f} / "
                     f"{m['recall']:.3f}")
 
-        out.append(f"| {cell} | `{design}` | {fmt(base)} | {fmt(run)} | "
+        out.append(f"| {cell}{f' @s{seed}' if int(seed) else ''} | `{design}` | {fmt(base)} | "
+                   f"{fmt(run)} | "
                    f"{fmt(cut, int(base['n_flagged']))} | "
                    + " | ".join(fmt(m) for m in temps) + " |")
     text = "\n".join(out) + "\n"

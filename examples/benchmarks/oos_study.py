@@ -295,7 +295,8 @@ def counts(est, proba: np.ndarray, labels: np.ndarray) -> dict:
                                  & confident_joint_issues(est.train_proba_, labels)).sum())}
 
 
-def run_design(name: str, c: dict, split, y, flipped, seed: int) -> dict:
+def run_design(name: str, c: dict, split, y, flipped, seed: int,
+               save: str | None = None) -> dict:
     _, params, post = DESIGNS[name]
     params = dict(params)
     blend = params.pop("_oos_blend", None)  # a class attribute, not a parameter
@@ -308,6 +309,9 @@ def run_design(name: str, c: dict, split, y, flipped, seed: int) -> dict:
         est.fit(split.X_train, y)
     labels = est.y_train_
     proba = est.oos_proba_.astype(np.float64)
+    if save:  # the view, for oos_recall_at_count.py
+        np.savez(Path(save) / f"{cell_name(c)}@s{seed}-{name}.npz", pred=proba, y=labels,
+                 flipped=flipped)
     temp = float(getattr(est, "oos_temperature_", 1.0))
     res = {"design": name + (f"@s{seed}" if seed else ""), "cell": cell_name(c),
            "n": int(len(y)), "n_flipped": int(flipped.sum()), "temperature": temp,
@@ -371,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0,
                     help="training seed (rows of a seed other than 0 are named design@sN)")
     ap.add_argument("--report", action="store_true", help="only write the tables and plot")
+    ap.add_argument("--save-probs", metavar="DIR", help="also write each design's oos_proba_ "
+                    "(with the labels and the flip mask) to DIR/<cell>@s<seed>-<design>.npz")
     ap.add_argument("--targets", metavar="DESIGNS",
                     help="only print issue 11's per-cell targets of these designs (comma-"
                          "separated) against cv5 of --seed")
@@ -398,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(run_cv(c, split, y, flipped, args.seed, "cv5-w1024", CV_WIDE))
             merge(rows)
             for name in filter(None, args.designs.split(",")):
-                rows.append(run_design(name, c, split, y, flipped, args.seed))
+                rows.append(run_design(name, c, split, y, flipped, args.seed,
+                                       args.save_probs))
                 merge(rows)
                 print(oos_report.row_line(rows[-1]), flush=True)
             for r in rows:
