@@ -290,8 +290,11 @@ def first_layer_directions(f: Factors) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _direction_cos(ft: tuple[torch.Tensor, torch.Tensor],
                    fi: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """``(len targets, len rows)`` cosines of the first layer's gradients."""
-    return (ft[1] @ fi[1].T) * (ft[0] @ fi[0].T)
+    """``(len targets, len rows)`` cosines of the first layer's gradients.
+
+    Clamped to ``[-1, 1]``: a row with itself can round to just above 1 in float32.
+    """
+    return ((ft[1] @ fi[1].T) * (ft[0] @ fi[0].T)).clamp_(-1.0, 1.0)
 
 
 def iter_gradient_influence_blocks(
