@@ -35,6 +35,8 @@ give:
   prototype that ran the encoder a second time when scoring);
 * ``tod-conv2``, ``tod-conv4`` (VGG only): the default with ToD also after the last 2
   / 4 convolutions (``tod_conv_layers``): where ToD sits, for self-influence;
+  ``tod-top1``, ``tod-top2`` (BERT): the default with ToD also in the top 1 / 2 encoder
+  layers (``tod_layers="top-N"``; the members stay on layer 4);
 * ``cv5``: cleanlab's yardstick, 5-fold CV ``pred_probs`` of the same network without
   ToD (run.py's baseline).
 
@@ -170,7 +172,10 @@ def run_cell(family: str, kind: str, rate: float, seed: int, designs: list[str],
                 for k in (3, 4, 5) if family == "bert"},
              # where ToD sits (self-influence): also after the last k convolutions
              "tod-conv2": (cls, {"tod_conv_layers": 2, **trunk}),
-             "tod-conv4": (cls, {"tod_conv_layers": 4, **trunk})}
+             "tod-conv4": (cls, {"tod_conv_layers": 4, **trunk}),
+             # ... or in the top k encoder layers (the members stay on layer 4 of 6)
+             **{f"tod-top{k}": (cls, {"tod_layers": f"top-{k}"}) for k in (1, 2)
+                if family == "bert"}}
     rows, preds, cpus = [], {}, {}
     for name in designs:
         extra: dict = {}
@@ -219,7 +224,8 @@ def markdown(rows: list[dict]) -> str:
     order = ["cv5", "flipped", "members-trunk", "members-stage4", "members-stage3",
              "members-stage2", "members-stage2-grid4", "members-stage1", "members-lr10",
              "members-layer5-lr10", "members-layer4-lr10", "members-layer3-lr10",
-             "members-pixels", "members-mean", "tod-conv2", "tod-conv4"]
+             "members-pixels", "members-mean", "tod-conv2", "tod-conv4", "tod-top1",
+             "tod-top2"]
     for r in sorted(rows, key=lambda r: (r["cell"], r["seed"], order.index(r["design"]))):
         cell = r["cell"] + (f" @s{r['seed']}" if r["seed"] else "")
         out.append(f"| {cell} | `{r['design']}` | {r['n_flagged']} | {r['precision']:.3f} | "
