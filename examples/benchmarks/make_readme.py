@@ -42,11 +42,14 @@ FAMILY_NOTE = (
     "training texts in 24 lexicographer classes, and their class-conditional noise flips "
     "each class to the class with the nearest TF-IDF centroid. On the VGG and BERT cells "
     "only the default and 5-fold cleanlab are retrained for the cleansing table "
-    "(`run.py --cleanse auto`), and the WordNet cells use 1 retraining seed. The VGG and "
-    "WordNet cells were run before issue 11 (before `oos_proba_` got its temperature, "
-    "the optimisers their `foreach` update and these families their out-of-fold "
-    "members), so their rows are of that code; rerun them with `run.py --only <cell>` to "
-    "refresh them. The members' view of those cells, against 5-fold CV, is in "
+    "(`run.py --cleanse auto`), and the WordNet cells use 1 retraining seed. The VGG "
+    "cells were rerun with issue 11's code (out-of-fold members on the second "
+    "convolutional stage). The WordNet cells were run before issue 11 (before "
+    "`oos_proba_` got its temperature, the optimisers their `foreach` update and the "
+    "text family its out-of-fold members), so their rows are of that code; their "
+    "`cleanlab_tod`, `tod:oos_likelihood` and `tod:confident_learning` rows read the "
+    "flipped head; rerun them with `run.py --only wordnet` to refresh them. The members' "
+    "view of those cells, against 5-fold CV, is in "
     "`examples/benchmarks/results/oos/families.md`."
 )
 
@@ -373,7 +376,7 @@ def full_ap_line(full: dict) -> str:
             if c["methods"][default]["ap"] < c["methods"]["cleanlab_cv5"]["ap"]]
     n = len(full["cells"])
     return (f"- full suite ({n} cells, [docs/benchmarks.md](docs/benchmarks.md#full-suite-cells"
-            f"-run-so-far); its VGG and WordNet cells are of pre-issue-11 code): default AP ≥ "
+            f"-run-so-far); its WordNet cells are of pre-issue-11 code): default AP ≥ "
             f"5-fold cleanlab AP on {n - len(miss)}/{n} cells"
             + ("; not met on " + ", ".join(miss) if miss else ""))
 
