@@ -156,3 +156,28 @@ def test_update_results_keeps_the_suite_order(tmp_path):
 
     names = [c["name"] for c in json.loads(path.read_text())["cells"]]
     assert names == ["digits-mlp-uniform10", "digits-mlp-uniform40", "digits-mlp-class20"]
+
+
+@pytest.mark.parametrize("blend", [0.0, 0.3])
+def test_oos_blend_mixes_the_members_with_the_flipped_view(noisy_blobs, blend):
+    """The benchmark's ``_oos_blend``: ``oos_proba_`` from ``(1 - w)`` the member of each
+    row's fold plus ``w`` the flipped sub-network, under one temperature (0: the package's
+    members alone)."""
+    from tod_cleanse.folds import key_fold, out_of_fold_logits
+
+    X, _, y = noisy_blobs(n=120)
+    params = dict(hidden_layer_sizes=(16,), oos_folds=3, oos_width=8, max_epochs=4,
+                  batch_size=32, random_state=0, verbose=0)
+    est = bl.bench_class(ToDMLPClassifier(**params))
+    est._oos_blend = blend
+    est.fit(X, y)
+    inputs = torch.as_tensor(est._validate_X(X, reset=False))
+    keys = torch.as_tensor(est.train_keys_)
+    with torch.no_grad():
+        logits = est.module_.members(inputs)
+        flipped = est._head_logits(est._trunk(inputs), keys, "flipped")
+    blended = (1 - blend) * out_of_fold_logits(logits, key_fold(keys, 3)) + blend * flipped
+    expected = torch.softmax(blended / est.oos_temperature_, 1)
+    np.testing.assert_allclose(est.oos_proba_, expected.numpy(), atol=1e-5)
+    plain = ToDMLPClassifier(**params).fit(X, y).oos_proba_
+    assert np.allclose(est.oos_proba_, plain, atol=1e-5) == (blend == 0)

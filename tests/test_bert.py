@@ -240,3 +240,13 @@ def test_the_default_has_members_on_two_thirds_of_the_encoder(tiny_bert):
     members = list(clf.module_.members.parameters())
     assert members and all(lrs[id(q)] == pytest.approx(10 * clf.lr) for q in members)
     assert all(lrs[id(q)] == pytest.approx(clf.lr) for q in clf.module_.model.parameters())
+
+
+def test_member_layer_and_token_mean_name_what_is_wrong():
+    from tod_cleanse.estimators.text_members import member_layer, token_mean
+
+    with pytest.raises(ValueError, match=r"oos_layer=3 needs a list of encoder layers"):
+        member_layer(3, None, 0)
+    assert member_layer("auto", None, 0) is None  # no layer list: the pooled output
+    with pytest.raises(ValueError, match=r"has shape \(5, 4\), not \(batch=2, tokens"):
+        token_mean(torch.zeros(5, 4), torch.ones(2, 3))

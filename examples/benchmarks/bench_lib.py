@@ -179,8 +179,21 @@ class BenchMixin:
       already computes; the margin ``logit[y] - max_{j != y} logit[j]`` is averaged per
       instance over every step that saw it;
     * the time spent scoring the training rows, so that ``fit`` splits into
-      training and scoring (``train_time_``, ``score_time_``: ``[wall, cpu]``).
+      training and scoring (``train_time_``, ``score_time_``: ``[wall, cpu]``);
+    * ``_oos_blend`` (``oos_study.py``'s blend designs, not adopted): ``oos_proba_``'s
+      logits as ``(1 - w)`` the row's out-of-fold member plus ``w`` the flipped
+      sub-network (both never saw the row), calibrated as one.
     """
+
+    #: Weight of the flipped sub-network's logits beside the members' (0: the package).
+    _oos_blend: float = 0.0
+
+    def _out_of_fold_logits(self, inputs, idx, keys, flipped, h=None):
+        logits = super()._out_of_fold_logits(inputs, idx, keys, flipped, h)
+        blend = float(self._oos_blend)
+        if not blend or getattr(self.module_, "members", None) is None:
+            return logits
+        return (1.0 - blend) * logits.float() + blend * flipped.float()
 
     def fit(self, X: Any, y: Any, instance_keys: Any = None):
         n = len(X)

@@ -247,26 +247,18 @@ class BaseToDClassifier(TrainingLoopMixin, LabelEncodingMixin, PersistenceMixin,
             self.self_influence_ = selfinf
         self.module_.train(False)
 
-    #: Weight of the flipped sub-network's logits in ``oos_proba_`` beside the members'
-    #: (both views never saw the row; the blend is then calibrated as one). A family
-    #: sets it where it was measured (issue 11, round 6: the MLP).
-    _oos_blend: float = 0.0
-
     @torch.no_grad()
     def _out_of_fold_logits(self, inputs: Any, idx: np.ndarray, keys: torch.Tensor,
                             flipped: torch.Tensor, h: Any = None) -> torch.Tensor:
         """The out-of-sample logits of training rows ``idx``: from the member of their
         fold when the network has out-of-fold members (:mod:`tod_cleanse.folds`),
-        blended with the flipped sub-network's ``flipped`` by ``_oos_blend``, else
-        ``flipped`` alone. ``h``: the rows' trunk output."""
+        else the flipped sub-network's ``flipped``. ``h``: the rows' trunk output."""
         members = getattr(self.module_, "members", None)
         if members is None:
             return flipped
         folds = key_fold(keys, members.n_folds, int(self.mask_seed))
-        logits = out_of_fold_logits(self.module_.member_logits(self._batch(inputs, idx), h)
-                                    .float(), folds)
-        blend = float(self._oos_blend)
-        return (1.0 - blend) * logits + blend * flipped.float() if blend else logits
+        logits = self.module_.member_logits(self._batch(inputs, idx), h)
+        return out_of_fold_logits(logits.float(), folds)
 
     def _predict_batch_size(self) -> int:
         return max(int(self.batch_size), 256)

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["encoder_features", "encoder_layers", "keep_member_features", "member_layer"]
+__all__ = ["encoder_features", "encoder_layers", "keep_member_features", "member_layer",
+           "token_mean"]
 
 
 class _Stop(Exception):
