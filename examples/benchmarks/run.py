@@ -247,7 +247,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="methods retrained for the cleansing effect: 'all' (every method),\n"
                          "'core' (default vs 5-fold cleanlab, plus no cleansing, random and\n"
                          "oracle), 'auto' (core for the VGG and BERT cells, all otherwise)")
+    ap.add_argument("--also-cleanse", action="append", default=[], metavar="METHOD",
+                    help="a method to retrain for the cleansing effect on top of --cleanse's\n"
+                         "set (repeatable), e.g. tod:oos_likelihood on the BERT cells")
     args = ap.parse_args(argv)
+    known = set(LABELS) | {"tod:" + m for m in METHODS}
+    unknown = sorted(set(args.also_cleanse) - known)
+    if unknown:
+        ap.error(f"--also-cleanse: unknown method(s) {unknown}; known: {sorted(known)}")
     torch.set_num_threads(args.threads)
     mode = "quick" if args.quick else "full"
     out_dir = Path(args.out) if args.out else HERE / "results" / mode
@@ -265,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             res = run_cell(c, out_dir, tuple(range(seeds)),
                            curve=c["kind"] == "uniform" and c["rate"] == 0.2 and not expensive
                            and (c["dataset"] == "digits" or not args.quick),
-                           cleanse=CLEANSE_CORE if core else CLEANSE)
+                           cleanse=(CLEANSE_CORE if core else CLEANSE) + args.also_cleanse)
         except bl.Skip as exc:
             print(f"[{name}] SKIPPED: {exc}", flush=True)
             update_results(path, mode, args.threads, skipped=(name, str(exc)))
