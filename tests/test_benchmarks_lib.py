@@ -120,6 +120,26 @@ def test_markdown_tables_mark_methods_not_retrained_in_a_cell():
     assert "over 1 or 3 retraining seeds" in text
 
 
+def test_each_cell_is_read_against_its_familys_default():
+    run = pytest.importorskip("run")
+    mlp = {**_fake_cell("mlp-cell", ["no cleansing", "tod:full_likelihood", "cleanlab_cv5"]),
+           "estimator": "ToDMLPClassifier", "cell": {"rate": 0.2, "model": "mlp"}}
+    vgg = _fake_cell("vgg-cell", ["no cleansing", "tod:two_view_margin", "cleanlab_cv5"])
+    vgg.update(estimator="ToDVGGClassifier", cell={"rate": 0.2, "model": "vgg"})
+    vgg["methods"]["tod:two_view_margin"] = {**vgg["methods"]["tod:full_likelihood"], "ap": 0.7}
+    payload = {"default_method": "full_likelihood", "cells": [mlp, vgg]}
+    assert bl.cell_default(mlp, payload) == "tod:full_likelihood"
+    assert bl.cell_default(vgg, payload) == "tod:two_view_margin"
+    text = bl.markdown_tables(payload, run.LABELS)
+    assert f"| {run.LABELS['tod:two_view_margin']} (default: vgg) | – | **0.700** |" in text
+    assert "| vgg-cell | 0.700 | 0.500 |" in text  # the targets table reads the VGG default
+    # a cell stored before its family's default existed says how to refresh it
+    old = {**vgg, "methods": {k: v for k, v in vgg["methods"].items()
+                              if k != "tod:two_view_margin"}}
+    with pytest.raises(KeyError, match="rerun it: run.py --only vgg-cell"):
+        bl.cell_default(old, payload)
+
+
 def test_confusable_by_text_pairs_classes_with_shared_vocabulary():
     texts = np.array(["red apple fruit", "green apple fruit", "ripe pear fruit",
                       "sweet pear fruit", "fast car engine", "old car engine",

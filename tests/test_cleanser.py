@@ -14,10 +14,13 @@ from sklearn.preprocessing import StandardScaler
 from tod_cleanse import ToDCleanser, ToDMLPClassifier
 from tod_cleanse.scores import (
     METHODS,
+    check_cleansing_params,
     cleansing_scores,
     confident_joint_issues,
     estimate_issue_count,
     flag_issues,
+    log_margin,
+    resolve_method,
 )
 
 EST = dict(hidden_layer_sizes=(128,), max_epochs=15, random_state=0, verbose=0)
@@ -111,9 +114,46 @@ def test_every_method_scores_from_one_fit(fitted, digits_small):
     # yet, so the gap-based scores (self_influence, memorisation) trail the
     # likelihood-based ones here; the benchmark has them on bigger data.
     floors = {"oos_likelihood": 0.9, "full_likelihood": 0.9, "confident_learning": 0.9,
-              "self_influence": 0.75}
+              "two_view_margin": 0.9, "self_influence": 0.75}
     for method, floor in floors.items():
         assert aurocs[method] > floor, aurocs
+
+
+def test_auto_method_is_the_estimator_familys_default(fitted):
+    cl, X, y_noisy, _ = fitted
+    assert cl.get_params()["method"] == "auto"
+    assert cl.method_ == ToDMLPClassifier.default_method == "full_likelihood"
+    est = cl.estimator_
+    np.testing.assert_allclose(
+        cl.scores_, cleansing_scores("full_likelihood", est.y_train_, full_proba=est.train_proba_))
+
+    class TwoViewFamily(ToDMLPClassifier):
+        default_method = "two_view_margin"
+
+    other = ToDCleanser(TwoViewFamily(**EST), drop_fraction=0.1).fit(X, y_noisy)
+    e2 = other.estimator_
+    assert other.method_ == "two_view_margin"
+    expected = (log_margin(e2.train_proba_, e2.y_train_)
+                + log_margin(e2.oos_proba_, e2.y_train_))
+    np.testing.assert_allclose(other.scores_, expected)
+    # a method given by name wins over the family's default
+    named = ToDCleanser(TwoViewFamily(**EST), method="oos_likelihood", drop_fraction=0.1)
+    assert named.fit(X, y_noisy).method_ == "oos_likelihood"
+
+
+def test_resolve_method_and_log_margin():
+    class Family:
+        default_method = "two_view_margin"
+
+    assert resolve_method("auto", Family) == "two_view_margin"
+    assert resolve_method("auto", object()) == resolve_method("auto") == "full_likelihood"
+    assert resolve_method("self_influence", Family) == "self_influence"
+    p = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
+    np.testing.assert_allclose(log_margin(p, np.array([0, 0])),
+                               [np.log(0.7 / 0.2), np.log(0.1 / 0.6)])
+    assert check_cleansing_params("auto")[0] == "auto"
+    with pytest.raises(ValueError, match="eval_set is only used by method='eval_influence'"):
+        check_cleansing_params("auto", eval_set=(p, np.array([0, 1])))
 
 
 def test_eval_influence_is_the_summed_influence_on_the_eval_set(digits_small):

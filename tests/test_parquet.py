@@ -134,7 +134,28 @@ def test_round_trip(tmp_path, layout):
     assert set(summary["timings_s"]) >= {"read", "train", "score", "write", "verify",
                                          "total"}
     assert summary["versions"]["pyarrow"] == pa.__version__
+    # without --method: the estimator family's own default, and summary.json says so
+    assert summary["parameters"]["method"] == type(tiny()).default_method
+    assert summary["parameters"]["method_choice"] == f"default of {type(tiny()).__name__}"
     assert leftovers(tmp_path) == []
+
+
+def test_family_default_method_and_auto(tmp_path):
+    from tod_cleanse import ToDMLPClassifier
+
+    class TwoViewFamily(ToDMLPClassifier):
+        default_method = "two_view_margin"
+
+    src = tmp_path / "data.parquet"
+    pq.write_table(make_table(), src)
+    est = TwoViewFamily(**tiny().get_params())
+    summary = clean(src, tmp_path / "out", estimator=est, method="auto")
+    assert summary["parameters"]["method"] == "two_view_margin"
+    assert summary["parameters"]["method_choice"] == "default of TwoViewFamily"
+    # a sampled run: two_view_margin has no score for untrained rows, so it falls back
+    sampled = clean(src, tmp_path / "sampled", estimator=est, max_train_rows=120)
+    assert sampled["parameters"]["method"] == "oos_likelihood"
+    assert "TwoViewFamily's default 'two_view_margin'" in sampled["parameters"]["method_choice"]
 
 
 def test_row_positions_without_key(tmp_path):

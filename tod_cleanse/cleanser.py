@@ -17,11 +17,12 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._constraints import StrOptions, real_interval
 from .estimators.base import BaseToDClassifier
 from .scores import (
-    DEFAULT_METHOD,
+    AUTO_METHOD,
     METHODS,
     auto_count_views,
     check_cleansing_params,
     cleansing_scores,
+    resolve_method,
     select_issues,
 )
 
@@ -44,7 +45,8 @@ def fitted_scores(estimator: BaseToDClassifier, method: str,
     estimator : BaseToDClassifier
         Fitted, with ``turn_over=True``.
     method : str
-        One of :data:`tod_cleanse.scores.METHODS`.
+        One of :data:`tod_cleanse.scores.METHODS`, or ``"auto"``: the estimator
+        family's ``default_method`` (:func:`~tod_cleanse.scores.resolve_method`).
     eval_set : tuple (X_val, y_val), optional
         Required by ``"eval_influence"``.
 
@@ -53,6 +55,7 @@ def fitted_scores(estimator: BaseToDClassifier, method: str,
     ndarray of shape (n_train,)
         More negative = more harmful.
     """
+    method = resolve_method(method, estimator)
     eval_influence = None
     if method == "eval_influence":
         if eval_set is None:
@@ -97,10 +100,14 @@ class ToDCleanser(BaseCleaningSampler):
     ----------
     estimator : BaseToDClassifier or None, default=None
         Unfitted ToD estimator (cloned). ``None``: ``ToDMLPClassifier()``.
-    method : str, default="full_likelihood"
+    method : str, default="auto"
         ``"eval_influence"`` (the paper's cleansing: summed influence on
         ``eval_set``), ``"self_influence"``, ``"memorisation"``,
-        ``"oos_likelihood"``, ``"confident_learning"`` or ``"full_likelihood"``.
+        ``"oos_likelihood"``, ``"confident_learning"``, ``"full_likelihood"`` or
+        ``"two_view_margin"``. ``"auto"``: the estimator family's
+        ``default_method``, the score the benchmark ranks best for it
+        (``"full_likelihood"`` for the MLP; see the README, "Benchmarks");
+        ``method_`` holds the one used.
     drop_fraction : float or "auto", default="auto"
         Fraction of the training rows to drop (the lowest scores). ``"auto"``
         drops as many rows as confident learning estimates are mislabeled (the
@@ -125,6 +132,7 @@ class ToDCleanser(BaseCleaningSampler):
     estimator_ : BaseToDClassifier
         The fitted ToD estimator.
     method_ : str
+        The score used (``method``, with ``"auto"`` resolved).
     scores_ : ndarray of shape (n_samples,)
         Signed score per training row; more negative = more harmful.
     sample_indices_ : ndarray of int
@@ -163,7 +171,7 @@ class ToDCleanser(BaseCleaningSampler):
     _parameter_constraints: dict = {
         **BaseCleaningSampler._parameter_constraints,
         "estimator": [BaseToDClassifier, None],
-        "method": [StrOptions(set(METHODS))],
+        "method": [StrOptions({*METHODS, AUTO_METHOD})],
         # a string is "auto" or a number, read by scores.parse_drop_fraction in fit
         "drop_fraction": [real_interval(0, 1, closed="left"), str],
         "threshold": [real_interval(None, None, closed="neither"), None],
@@ -174,7 +182,7 @@ class ToDCleanser(BaseCleaningSampler):
         self,
         estimator: BaseToDClassifier | None = None,
         *,
-        method: str = DEFAULT_METHOD,
+        method: str = AUTO_METHOD,
         drop_fraction: float | str = "auto",
         threshold: float | None = None,
         eval_set: tuple[Any, Any] | None = None,
@@ -224,7 +232,7 @@ class ToDCleanser(BaseCleaningSampler):
         with config_context(skip_parameter_validation=False):
             est.fit(X, y, instance_keys=instance_keys)
         self.estimator_ = est
-        self.method_ = method
+        self.method_ = method = resolve_method(method, est)
         labels = est.y_train_
         scores = fitted_scores(est, method, self.eval_set)
         rank, is_issue = select_issues(scores, labels, **auto_count_views(est),

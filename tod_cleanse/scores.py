@@ -15,7 +15,13 @@ method               score of training row ``i``
 ``confident_learning`` ``p_flip(y_i|x_i) - max_{j != y_i} p_flip(j|x_i)`` (normalised
                      margin; the confident-joint rule decides the flagged rows)
 ``full_likelihood``  ``log p_full(y_i|x_i)`` (in-sample, full network)
+``two_view_margin``  ``m(p_full) + m(p_oos)``, ``m(p) = log p(y_i|x_i) - log max_{j != y_i}
+                     p(j|x_i)``: the given label's log-margin in both views (:func:`log_margin`)
 ==================== =====================================================================
+
+``method="auto"`` (the default of :class:`~tod_cleanse.ToDCleanser` and the adapters)
+names the estimator family's own default, its class attribute ``default_method``
+(:func:`resolve_method`): chosen per family from the benchmark (README, "Benchmarks").
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ from .issue_count import auto_count_views, confident_joint_issues, estimate_issu
 __all__ = [
     "METHODS",
     "DEFAULT_METHOD",
+    "AUTO_METHOD",
+    "resolve_method",
+    "log_margin",
     "given_label_proba",
     "cleansing_scores",
     "confident_joint_issues",
@@ -49,9 +58,46 @@ METHODS = (
     "oos_likelihood",
     "confident_learning",
     "full_likelihood",
+    "two_view_margin",
 )
-#: Chosen from the benchmark (see README, "Benchmarks").
+#: The default of a family that names no other (``default_method``); chosen from the
+#: benchmark (see README, "Benchmarks").
 DEFAULT_METHOD = "full_likelihood"
+#: The ``method`` that resolves to the estimator family's ``default_method``.
+AUTO_METHOD = "auto"
+
+
+def resolve_method(method: str, estimator: object = None) -> str:
+    """The cleansing score that ``method`` names for ``estimator``.
+
+    ``"auto"`` (:data:`AUTO_METHOD`) is the estimator family's class attribute
+    ``default_method`` (:data:`DEFAULT_METHOD` when it has none, or with no
+    estimator); any other name is returned as it is (validate it with
+    :func:`check_cleansing_params`).
+
+    Parameters
+    ----------
+    method : str
+        ``"auto"`` or one of :data:`METHODS`.
+    estimator : object, optional
+        A ToD estimator (fitted or not) or its class.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> class VisionFamily:
+    ...     default_method = "two_view_margin"
+    >>> resolve_method("auto", VisionFamily()), resolve_method("auto")
+    ('two_view_margin', 'full_likelihood')
+    >>> resolve_method("self_influence", VisionFamily())
+    'self_influence'
+    """
+    if method != AUTO_METHOD:
+        return method
+    return getattr(estimator, "default_method", DEFAULT_METHOD)
 
 _EPS = 1e-12
 
@@ -129,7 +175,7 @@ def check_cleansing_params(
     Parameters
     ----------
     method : str
-        One of :data:`METHODS`.
+        One of :data:`METHODS`, or ``"auto"`` (resolved later by :func:`resolve_method`).
     drop_fraction : "auto", float or numeric string, default="auto"
         Read by :func:`parse_drop_fraction`.
     threshold : float or None, default=None
@@ -159,8 +205,8 @@ def check_cleansing_params(
     ...
     ValueError: method='eval_influence' needs eval_set=(X_val, y_val).
     """
-    if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+    if not isinstance(method, str) or method not in (*METHODS, AUTO_METHOD):
+        raise ValueError(f"method must be 'auto' or one of {METHODS}, got {method!r}.")
     if eval_set is None:
         if method == "eval_influence" and require_eval_set:
             raise ValueError("method='eval_influence' needs eval_set=(X_val, y_val).")
@@ -197,10 +243,30 @@ def normalized_margin(proba: np.ndarray, labels: np.ndarray) -> np.ndarray:
     [0.2, -0.6]
     """
     proba = np.asarray(proba, dtype=np.float64)
-    p_given = given_label_proba(proba, labels)
-    others = proba.copy()
-    others[np.arange(proba.shape[0]), labels] = -np.inf
-    return p_given - others.max(axis=1)
+    return given_label_proba(proba, labels) - _best_other(proba, labels)
+
+
+def _best_other(proba: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``max_{j != y_i} p(j)`` for every row."""
+    others = np.array(proba, dtype=np.float64)
+    others[np.arange(others.shape[0]), np.asarray(labels, dtype=np.int64)] = -np.inf
+    return others.max(axis=1)
+
+
+def log_margin(proba: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``log p(y_i) - log max_{j != y_i} p(j)``: the given label's margin in log-odds.
+
+    The logit margin of the area under the margin (Pleiss et al., NeurIPS 2020) at
+    one point of training; negative when another class is more probable.
+
+    Examples
+    --------
+    >>> log_margin(np.array([[0.6, 0.4], [0.2, 0.8]]), np.array([0, 0])).round(3).tolist()
+    [0.405, -1.386]
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    return (np.log(given_label_proba(proba, labels) + _EPS)
+            - np.log(_best_other(proba, labels) + _EPS))
 
 
 def flag_issues(
@@ -359,4 +425,7 @@ def cleansing_scores(
         return normalized_margin(need("oos_proba", oos_proba), labels)
     if method == "full_likelihood":
         return np.log(given_label_proba(need("full_proba", full_proba), labels) + _EPS)
+    if method == "two_view_margin":
+        return (log_margin(need("full_proba", full_proba), labels)
+                + log_margin(need("oos_proba", oos_proba), labels))
     raise ValueError(f"method must be one of {METHODS}, got {method!r}.")

@@ -27,11 +27,12 @@ from cleanlab.datalab.internal.task import Task
 from tod_cleanse.cleanser import ToDCleanser, fitted_scores
 from tod_cleanse.estimators.base import BaseToDClassifier
 from tod_cleanse.scores import (
-    DEFAULT_METHOD,
+    AUTO_METHOD,
     auto_count_views,
     check_cleansing_params,
     check_threshold,
     parse_drop_fraction,
+    resolve_method,
     select_issues,
 )
 
@@ -79,7 +80,7 @@ class ToDInfluenceIssueManager(IssueManager):
         used for the predicted-label column and ``drop_fraction="auto"``.
     method : str, optional
         Cleansing method (``tod_cleanse.scores.METHODS``), as in :class:`ToDCleanser`;
-        default ``tod_cleanse.scores.DEFAULT_METHOD``.
+        default ``"auto"``: the estimator family's ``default_method``.
     drop_fraction : float or "auto", default="auto"
         As in :class:`ToDCleanser`: ``"auto"`` flags as many rows as confident
         learning finds off the diagonal of the calibrated confident joint (of the
@@ -307,11 +308,12 @@ def _estimator_config(
 ) -> dict[str, Any]:
     """Configuration of the ``estimator=`` path (fitted, or unfitted with ``features=``)."""
     estimator = check_tod_estimator(args["estimator"])
-    method = args["method"] or DEFAULT_METHOD
+    method = args["method"] or AUTO_METHOD
     if args["pred_probs"] is not None:
         raise ValueError("pred_probs= is only used with scores=, not estimator=.")
     method, drop, threshold = check_cleansing_params(method, args["drop_fraction"],
                                                      args["threshold"], args["eval_set"])
+    method = resolve_method(method, estimator)
     cfg = {"estimator": estimator, "method": method, "drop_fraction": drop,
            "threshold": threshold}
     if is_fitted(estimator):

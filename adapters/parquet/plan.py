@@ -23,7 +23,7 @@ from tod_cleanse.estimators.registry import (
     input_kind,
     pretrained_param,
 )
-from tod_cleanse.scores import DEFAULT_METHOD, check_cleansing_params
+from tod_cleanse.scores import AUTO_METHOD, check_cleansing_params, resolve_method
 
 from .commit import OutputState, check_output
 from .errors import fail
@@ -136,7 +136,7 @@ def _config(label: Any, features: Any, text: Any, image: Any, image_shape: Any,
     method = kw["method"]
     try:  # the one validator of the cleansing settings (names method, drop_fraction, ...)
         _, drop_fraction, threshold = check_cleansing_params(
-            DEFAULT_METHOD if method is None else method, kw["drop_fraction"], kw["threshold"],
+            AUTO_METHOD if method is None else method, kw["drop_fraction"], kw["threshold"],
             require_eval_set=False)
     except ValueError as exc:
         fail(str(exc))
@@ -185,13 +185,14 @@ def _estimator(model: str | None, model_params: dict[str, Any] | None, estimator
         fail(f"--model {model}: {exc}")
 
 
-def _method(cfg: CleanConfig, n: int) -> tuple[str, str]:
+def _method(cfg: CleanConfig, n: int, est: Any) -> tuple[str, str]:
     method, note = cfg.method, "given"
-    if method is None:
-        method, note = DEFAULT_METHOD, "package default"
+    if method in (None, AUTO_METHOD):
+        default = resolve_method(AUTO_METHOD, est)
+        method, note = default, f"default of {type(est).__name__}"
         if n > cfg.max_train_rows and method not in SAMPLED_METHODS:
             method = SAMPLED_METHODS[0]
-            note = (f"default for a sampled run (the package default {DEFAULT_METHOD!r} "
+            note = (f"default for a sampled run ({type(est).__name__}'s default {default!r} "
                     "has no out-of-sample score for untrained rows)")
     if method == "eval_influence" and cfg.eval_path is None:
         fail("--method eval_influence needs --eval PATH (validation Parquet data)")
@@ -225,6 +226,6 @@ def prepare(input: str | os.PathLike, out: str | os.PathLike, *, label: str,
     if cfg.eval_path is not None and not cfg.eval_path.exists():
         fail(f"--eval {cfg.eval_path}: no such file or folder")
     out_path, state = check_output(Path(out), src.path, cfg.overwrite)
-    method, note = _method(cfg, src.n_rows)
+    method, note = _method(cfg, src.n_rows, est)
     return CleanPlan(cfg, src, extract, label_type, out_path, state, method, note, est,
                      tuple(sys.argv if argv is None else argv))

@@ -24,7 +24,7 @@ import data_loaders as datasets  # noqa: E402
 
 from tod_cleanse import ToDMLPClassifier
 from tod_cleanse.cleanser import fitted_scores
-from tod_cleanse.scores import DEFAULT_METHOD, METHODS
+from tod_cleanse.scores import METHODS, resolve_method
 
 FMNIST_INSTALL = f"apt-get update && {datasets.FASHION_MNIST_INSTALL}"
 
@@ -388,13 +388,30 @@ def retrain_accuracy(est: Any, split: Split, y_noisy: np.ndarray, keep: np.ndarr
     return float(np.mean(accs)), float(np.std(accs))
 
 
-def default_method_key() -> str:
-    return f"tod:{DEFAULT_METHOD}"
+def default_method_key(estimator: Any = None) -> str:
+    """``"tod:<method>"`` of the cleansing score ``method="auto"`` names for ``estimator``'s
+    family (:func:`tod_cleanse.scores.resolve_method`; the MLP's without one)."""
+    return f"tod:{resolve_method('auto', estimator)}"
 
 
-# ---------------------------------------------------------------------- output
-def plot_pr(det: dict, flipped: np.ndarray, path: Path, title: str, labels: dict) -> None:
-    """Precision-recall curves of every detector (lower score = flagged)."""
+def cell_default(cell: dict, payload: dict) -> str:
+    """The default's method key in one stored cell: today's ``method="auto"`` of its
+    estimator family (``cell["estimator"]``, a class of :mod:`tod_cleanse`), else the
+    payload's. A cell stored before that method existed raises, naming the rerun."""
+    import tod_cleanse
+
+    cls = getattr(tod_cleanse, cell.get("estimator", ""), None)
+    key = default_method_key(cls) if cls is not None else "tod:" + payload["default_method"]
+    if key not in cell["methods"]:
+        raise KeyError(f"cell {cell['name']} has no {key} (the default of "
+                       f"{cell.get('estimator')}); rerun it: run.py --only {cell['name']}")
+    return key
+
+
+def plot_pr(det: dict, flipped: np.ndarray, path: Path, title: str, labels: dict,
+            default: str | None = None) -> None:
+    """Precision-recall curves of every detector (lower score = flagged); ``default``:
+    the method key drawn bold beside 5-fold cleanlab (default: the MLP's)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -406,7 +423,7 @@ def plot_pr(det: dict, flipped: np.ndarray, path: Path, title: str, labels: dict
         p, r, _ = precision_recall_curve(flipped, -np.nan_to_num(d.scores))
         ap = average_precision_score(flipped, -np.nan_to_num(d.scores))
         style = "-" if name.startswith("tod:") else "--"
-        lw = 2.5 if name == default_method_key() or name == "cleanlab_cv5" else 1.2
+        lw = 2.5 if name in (default or default_method_key(), "cleanlab_cv5") else 1.2
         ax.plot(r, p, style, lw=lw, label=f"{labels.get(name, name)} (AP {ap:.3f})")
     ax.set_xlabel("recall (flipped rows found)")
     ax.set_ylabel("precision")
@@ -461,10 +478,20 @@ def _fmt(v: float | None, nd: int = 3) -> str:
 def markdown_tables(payload: dict, labels: dict) -> str:
     """Detection, cost, cleansing and target tables of a results payload."""
     cells = payload["cells"]
-    default = "tod:" + payload["default_method"]
+    defaults = [cell_default(c, payload) for c in cells]
     names = [c["name"] for c in cells]
-    methods = list(cells[0]["methods"]) if cells else []
+    methods = list(dict.fromkeys(m for c in cells for m in c["methods"]))
     out = []
+
+    def tag(m: str) -> str:
+        """`` (default)`` where ``m`` is the default of every cell, else the families."""
+        if m not in defaults:
+            return ""
+        if all(d == m for d in defaults):
+            return " (default)"
+        fams = dict.fromkeys(c["cell"]["model"] for c, d in zip(cells, defaults, strict=True)
+                             if d == m)
+        return f" (default: {', '.join(fams)})"
 
     def table(title: str, metric: str) -> None:
         out.append(f"\n**{title}**\n")
@@ -474,9 +501,9 @@ def markdown_tables(payload: dict, labels: dict) -> str:
             row = []
             best = [max(c["methods"][x][metric] for x in c["methods"]) for c in cells]
             for c, b in zip(cells, best, strict=True):
-                v = c["methods"][m][metric]
-                row.append(f"**{v:.3f}**" if v == b else f"{v:.3f}")
-            name = labels.get(m, m) + (" (default)" if m == default else "")
+                v = c["methods"].get(m, {}).get(metric)
+                row.append("–" if v is None else f"**{v:.3f}**" if v == b else f"{v:.3f}")
+            name = labels.get(m, m) + tag(m)
             out.append(f"| {name} | " + " | ".join(row) + " |")
 
     table("Average precision (AP) of finding the flipped rows", "ap")
@@ -486,7 +513,7 @@ def markdown_tables(payload: dict, labels: dict) -> str:
     out.append("\n**Cost per cell: seconds (CPU of one thread / wall) and training runs**\n")
     out.append("| cell | method | training | scoring | runs |")
     out.append("|---|---|---|---|---|")
-    for c in cells:
+    for c, default in zip(cells, defaults, strict=True):
         for m in (default, "cleanlab_tod", "loss_normal", "cleanlab_cv5"):
             d = c["methods"][m]
             out.append(f"| {c['name']} | {labels.get(m, m)} | {d['train_cpu']:.1f} / "
@@ -505,14 +532,14 @@ def markdown_tables(payload: dict, labels: dict) -> str:
         for c in cells:
             v = c["cleansing"].get(m)
             row.append("–" if v is None else f"{v['acc']:.4f} ± {v['std']:.4f}")
-        name = labels.get(m, m) + (" (default)" if m == default else "")
+        name = labels.get(m, m) + tag(m)
         out.append(f"| {name} | " + " | ".join(row) + " |")
 
     out.append("\n**Targets: default vs 5-fold cleanlab**\n")
     out.append("| cell | AP default | AP cleanlab 5-fold | cost ratio (CPU) | cost ratio (wall) "
                "| acc default | acc cleanlab 5-fold | acc no cleansing | met |")
     out.append("|---|---|---|---|---|---|---|---|---|")
-    for c in cells:
+    for c, default in zip(cells, defaults, strict=True):
         d, k = c["methods"][default], c["methods"]["cleanlab_cv5"]
         rc = (d["train_cpu"] + d["score_cpu"]) / (k["train_cpu"] + k["score_cpu"])
         rw = (d["train_wall"] + d["score_wall"]) / (k["train_wall"] + k["score_wall"])

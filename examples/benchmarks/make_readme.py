@@ -56,7 +56,7 @@ FAMILY_NOTE = (
 
 def ranking(payload: dict) -> tuple[str, dict]:
     cells = payload["cells"]
-    methods = list(cells[0]["methods"])
+    methods = [m for m in cells[0]["methods"] if all(m in c["methods"] for c in cells)]
     rows, stats = [], {}
     for m in methods:
         ap = np.array([c["methods"][m]["ap"] for c in cells])
@@ -75,10 +75,55 @@ def ranking(payload: dict) -> tuple[str, dict]:
     return "\n".join(head + [r for _, r in rows]), stats
 
 
-def target_status(cells: list, default: str) -> str:
-    """One line per quality target of issue 6: met on which cells, gaps where not."""
+#: ``score_study.py``'s model names -> the estimator class whose ``default_method`` it checks.
+FAMILY_CLASSES = {"mlp": "ToDMLPClassifier", "vgg": "ToDVGGClassifier",
+                  "resnet": "ToDResNetClassifier", "bert": "ToDBertClassifier"}
+
+
+def family_defaults_note() -> list[str]:
+    """Each family's ``method="auto"`` against ``full_likelihood`` and the best one-run peer,
+    from ``results/scores/scores.json`` (``score_study.py``; suite and held-out cells)."""
+    import tod_cleanse
+
+    path = HERE / "results" / "scores" / "scores.json"
+    if not path.exists():
+        return []
+    runs = json.loads(path.read_text())["runs"]
+    by_family: dict = {}
+    for key, ap in sorted(runs.items()):
+        by_family.setdefault(key.split("@")[0].split("-")[-2], []).append(ap)
+    lines = ["Each model family has its own `method=\"auto\"` (its class attribute "
+             "`default_method`), chosen by `examples/benchmarks/score_study.py`, which refits "
+             "the ToD run and one normally trained run per cell (the suite's cells and "
+             "held-out ones: ResNet-18 on Fashion-MNIST 4k, VGG on digits) and scores every "
+             "candidate rule on the same rows ([results/scores/scores.md]"
+             "(../examples/benchmarks/results/scores/scores.md)). Mean AP over the cells, and "
+             "on how many the family default is ≥ `full_likelihood` / ≥ the best one-run peer "
+             "(the better of the in-sample loss and AUM of a normal run):", "",
+             "| family | `method=\"auto\"` | cells | AP default | AP full_likelihood | "
+             "AP best peer | default ≥ full_likelihood | default ≥ best peer |",
+             "|---|---|---|---|---|---|---|---|"]
+    for model, aps in by_family.items():
+        cls = getattr(tod_cleanse, FAMILY_CLASSES.get(model, ""), None)
+        if cls is None:
+            continue
+        m = cls.default_method
+        d = np.array([a[m] for a in aps])
+        f = np.array([a["full_likelihood"] for a in aps])
+        p = np.array([max(a["loss_normal"], a["aum_normal"]) for a in aps])
+        lines.append(f"| {model} (`{cls.__name__}`) | `{m}` | {len(aps)} | {d.mean():.3f} | "
+                     f"{f.mean():.3f} | {p.mean():.3f} | {int((d >= f).sum())}/{len(aps)} | "
+                     f"{int((d >= p).sum())}/{len(aps)} |")
+    return lines + [""]
+
+
+def target_status(payload: dict) -> str:
+    """One line per quality target of issue 6: met on which cells, gaps where not (each
+    cell against its family's default, :func:`bench_lib.cell_default`)."""
     ap_miss, cost_miss, acc_miss = [], [], []
+    cells = payload["cells"]
     for c in cells:
+        default = bl.cell_default(c, payload)
         d, k = c["methods"][default], c["methods"]["cleanlab_cv5"]
         ratio = (d["train_cpu"] + d["score_cpu"]) / (k["train_cpu"] + k["score_cpu"])
         if d["ap"] < k["ap"]:
@@ -122,9 +167,10 @@ def noise_draw_notes() -> list[str]:
 
 
 def section(payload: dict, mode: str, faith: str | None) -> str:
-    default = "tod:" + payload["default_method"]
     table, stats = ranking(payload)
     cells = payload["cells"]
+    default = bl.cell_default(next((c for c in cells if c["cell"]["model"] == "mlp"), cells[0]),
+                              payload)
     tod_methods = [m for m in stats if m.startswith("tod:")]
     best_tod = max(tod_methods, key=lambda m: stats[m]["ap"])
     rel = f"../examples/benchmarks/results/{mode}"
@@ -135,7 +181,7 @@ def section(payload: dict, mode: str, faith: str | None) -> str:
                          f"`{best_tod[4:]}`, {stats[best_tod]['ap']:.3f})")
     vs_normal = sum(c["methods"][default]["ap"] >= c["methods"]["loss_normal"]["ap"]
                     for c in cells)
-    status = target_status(cells, default)
+    status = target_status(payload)
     params = payload["estimator_params"]
     arch = (f"`ToDMLPClassifier()` defaults: hidden_layer_sizes={params['hidden_layer_sizes']}, "
             f"p={params['p']}, inner_p={params.get('inner_p', '0.0')}, "
@@ -185,8 +231,9 @@ def section(payload: dict, mode: str, faith: str | None) -> str:
         "",
         table,
         "",
-        f"The default of `ToDCleanser` is **`{payload['default_method']}`** "
-        f"({LABELS.get(default, default)}). Evidence: {best_sentence}; AP ≥ 5-fold "
+        f"The default of `ToDCleanser` (`method=\"auto\"`) with the MLP is "
+        f"**`{default[4:]}`** ({LABELS.get(default, default)}). Evidence: {best_sentence}; "
+        "AP ≥ 5-fold "
         f"cleanlab on {stats[default]['wins']}/{len(cells)} cells (worst gap "
         f"{stats[default]['min_gap']:+.3f}) from one training run; AP ≥ the in-sample "
         f"loss of a normally trained network on {vs_normal}/{len(cells)} cells; no "
@@ -205,6 +252,7 @@ def section(payload: dict, mode: str, faith: str | None) -> str:
         "hook in the training loop and gives no influence scores, so it is a baseline "
         "here rather than a `ToDCleanser` method.",
         "",
+        *family_defaults_note(),
         status,
         "",
         *noise_draw_notes(),
@@ -274,7 +322,7 @@ def full_subset_section(payload: dict) -> str:
         "(each needs `run.py --only <cell>`; on 2 CPU cores a VGG cell takes about 15 "
         "minutes and a WordNet cell about an hour). Same setup as above, except: "
         + FAMILY_NOTE + "\n\n"
-        + target_status(payload["cells"], "tod:" + payload["default_method"]) + "\n\n"
+        + target_status(payload) + "\n\n"
         + "\n".join(plots(payload["cells"], "../examples/benchmarks/results/full")) + "\n\n"
         + bl.markdown_tables(payload, LABELS) + "\n"
     )
@@ -283,7 +331,6 @@ def full_subset_section(payload: dict) -> str:
 def summary(payload: dict, mode: str) -> str:
     """The README's short benchmark summary: the ranking table and the target status."""
     table, stats = ranking(payload)
-    default = "tod:" + payload["default_method"]
     what = ("digits, Fashion-MNIST with an MLP and VGG, WordNet glosses with MiniLM BERT"
             if mode == "full" else "digits and a 3,000-row Fashion-MNIST cell, all with the "
             "default MLP")
@@ -293,7 +340,7 @@ def summary(payload: dict, mode: str) -> str:
         "each score at ranking the "
         "flipped rows. Generated by `examples/benchmarks/make_readme.py`; setup, every table "
         "and the plots: [docs/benchmarks.md](docs/benchmarks.md).",
-        "", table, "", target_status(payload["cells"], default), "",
+        "", table, "", target_status(payload), "",
     ])
 
 
@@ -370,10 +417,9 @@ def faithfulness_summary() -> str:
 
 def full_ap_line(full: dict) -> str:
     """One README line on the full suite's AP target (its cells may be of older code)."""
-    default = "tod:" + full["default_method"]
-    miss = [f"{c['name']} ({c['methods'][default]['ap']:.3f} vs "
-            f"{c['methods']['cleanlab_cv5']['ap']:.3f})" for c in full["cells"]
-            if c["methods"][default]["ap"] < c["methods"]["cleanlab_cv5"]["ap"]]
+    ap = [(c, c["methods"][bl.cell_default(c, full)]["ap"]) for c in full["cells"]]
+    miss = [f"{c['name']} ({a:.3f} vs {c['methods']['cleanlab_cv5']['ap']:.3f})"
+            for c, a in ap if a < c["methods"]["cleanlab_cv5"]["ap"]]
     n = len(full["cells"])
     return (f"- full suite ({n} cells, [docs/benchmarks.md](docs/benchmarks.md#full-suite-cells"
             f"-run-so-far); its WordNet cells are of pre-issue-11 code): default AP ≥ "

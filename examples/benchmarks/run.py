@@ -45,13 +45,14 @@ from tod_cleanse.scores import DEFAULT_METHOD, METHODS  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 NOISES = [("uniform", 0.1), ("uniform", 0.2), ("uniform", 0.4), ("class", 0.2)]
-#: Methods whose flagged rows are dropped and the model retrained (cleansing effect).
-CLEANSE = ["tod:" + DEFAULT_METHOD, "tod:full_likelihood", "tod:oos_likelihood",
+#: Methods whose flagged rows are dropped and the model retrained (cleansing effect);
+#: ``"default"``: the cell's family default (``bl.default_method_key``).
+CLEANSE = ["default", "tod:full_likelihood", "tod:oos_likelihood",
            "tod:self_influence", "tod:eval_influence", "cleanlab_cv5", "cleanlab_tod",
            "loss_normal", "aum_normal"]
 #: The retraining set of ``--cleanse core``: the two methods the quality targets
 #: compare (next to no cleansing, random and the oracle, which are always run).
-CLEANSE_CORE = ["tod:" + DEFAULT_METHOD, "cleanlab_cv5"]
+CLEANSE_CORE = ["default", "cleanlab_cv5"]
 #: Model families whose fits cost minutes on a CPU: ``--cleanse auto`` retrains only
 #: the core set there, and their cells draw no accuracy-vs-fraction-dropped curve.
 EXPENSIVE = ("vgg", "bert")
@@ -62,6 +63,7 @@ LABELS = {
     "tod:oos_likelihood": "ToD: out-of-sample likelihood (oos_proba_)",
     "tod:confident_learning": "ToD: confident-learning margin",
     "tod:full_likelihood": "ToD: full-network in-sample likelihood",
+    "tod:two_view_margin": "ToD: log-margin in both views (full + out-of-sample)",
     "tod:aum_seen": "ToD: AUM of the seen sub-networks",
     "cleanlab_tod": "cleanlab on ToD one-run pred_probs",
     "cleanlab_cv5": "cleanlab on 5-fold CV pred_probs",
@@ -142,6 +144,8 @@ FACTORIES = {"mlp": mlp_factory, "vgg": vgg_factory, "bert": bert_factory}
 def run_cell(c: dict, out_dir: Path, seeds: tuple[int, ...], curve: bool,
              cleanse: list[str] = CLEANSE) -> dict:
     est = FACTORIES[c["model"]]()
+    default = bl.default_method_key(est)
+    cleanse = [default if m == "default" else m for m in cleanse]
     split = load_split(c)
     pairs = None
     if c["kind"] == "class" and c["dataset"] not in bl.CONFUSABLE:
@@ -153,7 +157,7 @@ def run_cell(c: dict, out_dir: Path, seeds: tuple[int, ...], curve: bool,
     bl.warmup(est, split)
     det, info = bl.run_detectors(est, split, y_noisy)
     res: dict = {"cell": c, "name": cell_name(c), "n_train": int(len(y_noisy)),
-                 "estimator": type(est).__name__,
+                 "estimator": type(est).__name__, "default_method": default[4:],
                  "estimator_params": {k: repr(v) for k, v in est.get_params().items()
                                       if k != "model_name_or_path"},
                  "n_flipped": k, "tod_test_acc": info["tod_test_acc"],
@@ -172,7 +176,7 @@ def run_cell(c: dict, out_dir: Path, seeds: tuple[int, ...], curve: bool,
         print(f"    {name:24s} AUROC {m['auroc']:.3f}  AP {m['ap']:.3f}  P@k {m['p_at_k']:.3f}  "
               f"cost {m['train_cpu'] + m['score_cpu']:.1f}s cpu ({m['n_train_runs']} runs)",
               flush=True)
-    bl.plot_pr(det, flipped, out_dir / f"pr_{res['name']}.png", res["name"], LABELS)
+    bl.plot_pr(det, flipped, out_dir / f"pr_{res['name']}.png", res["name"], LABELS, default)
 
     # cleansing effect: drop the k lowest-scored rows, retrain, test accuracy
     clean = {}
@@ -191,13 +195,13 @@ def run_cell(c: dict, out_dir: Path, seeds: tuple[int, ...], curve: bool,
     if curve:
         fracs = [0.05, 0.1, 0.2, 0.3, 0.4]
         cur: dict = {}
-        for name in ("tod:" + DEFAULT_METHOD, "cleanlab_cv5", "random"):
+        for name in (default, "cleanlab_cv5", "random"):
             cur[name] = [bl.retrain_accuracy(est, split, y_noisy,
                                              bl.drop_lowest(det[name].scores,
                                                             int(round(f * len(y_noisy)))),
                                              seeds)[0] for f in fracs]
         cur["no cleansing"] = [clean["no cleansing"]["acc"]] * len(fracs)
-        res["acc_vs_drop"] = {"fractions": fracs, "acc": cur}
+        res["acc_vs_drop"] = {"fractions": fracs, "acc": cur, "default": default}
         bl.plot_acc_curve(fracs, cur, c["rate"], out_dir / f"acc_vs_drop_{res['name']}.png",
                           res["name"], LABELS)
     return res

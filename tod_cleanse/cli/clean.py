@@ -37,8 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(features=None)
     options.add_model(parser)
     options.add_cleansing(parser, threshold=True,
-                          method_default="the package default; on a sampled run, one that "
-                                         "scores untrained rows")
+                          method_default="auto, the model family's own default; on a sampled "
+                                         "run, one that scores untrained rows")
     parser.set_defaults(method=None)  # a sampled run picks a method that scores untrained rows
     options.add_out(parser, default=None, help="output folder (new or empty)")
     group = parser.add_argument_group("clean")

@@ -258,7 +258,7 @@ def add_cleansing(parser: argparse.ArgumentParser, *, threshold: bool = True,
     ``method_default`` replaces the default named in the help of ``--method`` (for a
     subcommand that picks its default at run time).
     """
-    from tod_cleanse.scores import DEFAULT_METHOD, METHODS
+    from tod_cleanse.scores import AUTO_METHOD, METHODS
 
     group = parser.add_argument_group("cleansing")
     if several_methods:
@@ -266,9 +266,11 @@ def add_cleansing(parser: argparse.ArgumentParser, *, threshold: bool = True,
                            help=f"cleansing scores, among {', '.join(METHODS)} "
                                 "(default: all but eval_influence)")
     else:
-        group.add_argument("--method", metavar="M", choices=METHODS, default=DEFAULT_METHOD,
-                           help=f"cleansing score, one of {', '.join(METHODS)} "
-                                f"(default {method_default or DEFAULT_METHOD})")
+        group.add_argument("--method", metavar="M", choices=(*METHODS, AUTO_METHOD),
+                           default=AUTO_METHOD,
+                           help=f"cleansing score, one of {', '.join(METHODS)}, or auto "
+                                f"(default {method_default or AUTO_METHOD}: the model "
+                                "family's own default)")
     rule = group.add_mutually_exclusive_group()
     rule.add_argument("--drop-fraction", metavar="auto|F", type=drop_fraction, default="auto",
                       help="share of rows to drop, or auto (default auto)")

@@ -40,6 +40,7 @@ from ..influence import (
 )
 from ..keys import check_instance_keys
 from ..layers import tod_context, tod_modules
+from ..scores import DEFAULT_METHOD
 from ._distributed import ddp_seed
 from ._labels import LabelEncodingMixin
 from ._network import ToDNetwork, repeat_rows, resolve_device
@@ -97,6 +98,11 @@ class BaseToDClassifier(TrainingLoopMixin, LabelEncodingMixin, PersistenceMixin,
     .. [1] S. Kobayashi, S. Yokoi, J. Suzuki, K. Inui. *Efficient Estimation of
        Influence of a Training Instance*. SustaiNLP 2020. arXiv:2012.04207.
     """
+
+    #: The cleansing score ``method="auto"`` names for this family
+    #: (:func:`tod_cleanse.scores.resolve_method`): the one the benchmark ranks best
+    #: for it (README, "Benchmarks"; ``examples/benchmarks/score_study.py``).
+    default_method: str = DEFAULT_METHOD
 
     #: Constraints of the constructor parameters every family shares (sklearn's
     #: ``_parameter_constraints`` machinery, checked at the start of :meth:`fit`).

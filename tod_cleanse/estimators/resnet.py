@@ -149,6 +149,10 @@ seen_proba_, train_proba_, history_, n_features_in_, image_shape_, mean_, std_
     """
 
     _min_side = 32  # five stride-2 reductions need at least 32 pixels per side
+    #: ``method="auto"`` (:func:`tod_cleanse.scores.resolve_method`): the given label's
+    #: log-margin in both views; it ranks flipped labels above ``full_likelihood`` on
+    #: every image cell measured (``examples/benchmarks/results/scores/``).
+    default_method = "two_view_margin"
     _params_added = {"oos_stage": None}  # saved before it existed: members on the trunk
 
     _parameter_constraints: dict = {

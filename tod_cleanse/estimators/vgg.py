@@ -208,6 +208,10 @@ class ToDVGGClassifier(ImageInputMixin, BaseToDClassifier):
         self.oos_stage = oos_stage
 
     _min_side = 32  # five 2x2 max-pools need at least 32 pixels per side
+    #: ``method="auto"`` (:func:`tod_cleanse.scores.resolve_method`): the given label's
+    #: log-margin in both views; it ranks flipped labels above ``full_likelihood`` on
+    #: every image cell measured (``examples/benchmarks/results/scores/``).
+    default_method = "two_view_margin"
     _params_added = {"oos_stage": None}  # saved before it existed: members on the trunk
     _tap_grid = 8  # oos_stage: largest spatial size the members read (benchmarks vary it)
 

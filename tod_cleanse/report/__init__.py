@@ -27,7 +27,7 @@ import pandas as pd
 
 from ..cleanser import ToDCleanser
 from ..influence import ESTIMATES
-from ..scores import DEFAULT_METHOD, METHODS
+from ..scores import AUTO_METHOD, METHODS
 from .collect import collect, fitted_cleanser
 from .content import Content
 from .figures import render_figures
@@ -70,7 +70,7 @@ def write_report(
     X_test: Any = None,
     y_test: Any = None,
     instance_keys: Any = None,
-    method: str = DEFAULT_METHOD,
+    method: str = AUTO_METHOD,
     drop_fraction: float | str = "auto",
     content: str = "auto",
     image_shape: Sequence[int] | None = None,
@@ -214,8 +214,8 @@ def _check_args(k: Any, max_rows: Any, max_test: Any, X: Any, X_test: Any, y_tes
         raise ValueError(f"max_test must be a non-negative integer, got {max_test!r}.")
     if (X_test is None) != (y_test is None):
         raise ValueError("X_test and y_test must be given together.")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+    if method not in (*METHODS, AUTO_METHOD):
+        raise ValueError(f"method must be 'auto' or one of {METHODS}, got {method!r}.")
     for name, shown, data in (("display", display, X), ("display_test", display_test, X_test)):
         if shown is not None and (data is None or len(shown) != len(data)):
             raise ValueError(f"{name} must have one entry per row of "
