@@ -75,15 +75,10 @@ def ranking(payload: dict) -> tuple[str, dict]:
     return "\n".join(head + [r for _, r in rows]), stats
 
 
-#: ``score_study.py``'s model names -> the estimator class whose ``default_method`` it checks.
-FAMILY_CLASSES = {"mlp": "ToDMLPClassifier", "vgg": "ToDVGGClassifier",
-                  "resnet": "ToDResNetClassifier", "bert": "ToDBertClassifier"}
-
-
 def family_defaults_note() -> list[str]:
     """Each family's ``method="auto"`` against ``full_likelihood`` and the best one-run peer,
     from ``results/scores/scores.json`` (``score_study.py``; suite and held-out cells)."""
-    import tod_cleanse
+    import score_study
 
     path = HERE / "results" / "scores" / "scores.json"
     if not path.exists():
@@ -91,7 +86,7 @@ def family_defaults_note() -> list[str]:
     runs = json.loads(path.read_text())["runs"]
     by_family: dict = {}
     for key, ap in sorted(runs.items()):
-        by_family.setdefault(key.split("@")[0].split("-")[-2], []).append(ap)
+        by_family.setdefault(score_study.family_of(key), []).append(ap)
     lines = ["Each model family has its own `method=\"auto\"` (its class attribute "
              "`default_method`), chosen by `examples/benchmarks/score_study.py`, which refits "
              "the ToD run and one normally trained run per cell (the suite's cells and "
@@ -104,7 +99,7 @@ def family_defaults_note() -> list[str]:
              "AP best peer | default ≥ full_likelihood | default ≥ best peer |",
              "|---|---|---|---|---|---|---|---|"]
     for model, aps in by_family.items():
-        cls = getattr(tod_cleanse, FAMILY_CLASSES.get(model, ""), None)
+        cls = score_study.family_class(model)
         if cls is None:
             continue
         m = cls.default_method

@@ -162,6 +162,29 @@ def score_cell(arrays: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------ report
+def family_of(run_key: str) -> str:
+    """``"fashion_mnist-10000-vgg-uniform20@s0"`` -> ``"vgg"``."""
+    return run_key.split("@")[0].split("-")[-2]
+
+
+#: Model names of the cells -> the estimator class whose ``default_method`` they measure.
+FAMILY_CLASSES = {"mlp": "ToDMLPClassifier", "vgg": "ToDVGGClassifier",
+                  "resnet": "ToDResNetClassifier", "bert": "ToDBertClassifier"}
+
+
+def family_class(family: str) -> type | None:
+    """The :mod:`tod_cleanse` estimator class of a cell's model name (None if unknown)."""
+    import tod_cleanse
+
+    return getattr(tod_cleanse, FAMILY_CLASSES.get(family, ""), None)
+
+
+def _default_of(family: str) -> str | None:
+    """Today's ``default_method`` of ``family``."""
+    cls = family_class(family)
+    return None if cls is None else cls.default_method
+
+
 def report(payload: dict) -> str:
     """Per-cell AP table and, per rule, on how many cells it is >= the best peer and
     >= the package default (``full_likelihood``)."""
@@ -188,12 +211,22 @@ def report(payload: dict) -> str:
             wins[r][1] += v >= ap["full_likelihood"] - 1e-12
             wins[r][2] += 1
         lines.append(f"| {k} | {peer:.3f} | " + " | ".join(cells) + " |")
-    lines += ["", "| rule | cells >= best peer | cells >= full_likelihood | mean AP |",
-              "|---|---|---|---|"]
+    families = list(dict.fromkeys(family_of(k) for k in keys))
+    lines += ["", "Per family: on how many cells a rule is >= the best peer / >= "
+              "`full_likelihood`, and its mean AP. `default`: the family's `method=\"auto\"` "
+              "today.", "",
+              "| rule | " + " | ".join(families) + " | all |",
+              "|---" * (len(families) + 2) + "|"]
     for r in sorted(rules, key=lambda r: -wins[r][0]):
-        mean = np.mean([rows[k][r] for k in keys])
-        lines.append(f"| {r} | {wins[r][0]} / {wins[r][2]} | {wins[r][1]} / {wins[r][2]} | "
-                     f"{mean:.3f} |")
+        row = []
+        for fam in families + [None]:
+            ks = [k for k in keys if fam is None or family_of(k) == fam]
+            peer = sum(rows[k][r] >= max(rows[k][p] for p in PEERS) for k in ks)
+            full = sum(rows[k][r] >= rows[k]["full_likelihood"] - 1e-12 for k in ks)
+            mean = np.mean([rows[k][r] for k in ks])
+            mark = " (default)" if fam is not None and r == _default_of(fam) else ""
+            row.append(f"{peer}/{len(ks)} · {full}/{len(ks)} · {mean:.3f}{mark}")
+        lines.append(f"| {r} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
