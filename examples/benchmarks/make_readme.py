@@ -102,12 +102,12 @@ def family_defaults_note() -> list[str]:
         if cls is None:
             continue
         m = cls.default_method
-        d = np.array([a[m] for a in aps])
-        f = np.array([a["full_likelihood"] for a in aps])
-        p = np.array([max(a["loss_normal"], a["aum_normal"]) for a in aps])
-        lines.append(f"| {model} (`{cls.__name__}`) | `{m}` | {len(aps)} | {d.mean():.3f} | "
-                     f"{f.mean():.3f} | {p.mean():.3f} | {int((d >= f).sum())}/{len(aps)} | "
-                     f"{int((d >= p).sum())}/{len(aps)} |")
+        peer_wins, full_wins, mean = score_study.tally(aps, m)
+        full = np.mean([a["full_likelihood"] for a in aps])
+        peer = np.mean([score_study.best_peer(a) for a in aps])
+        lines.append(f"| {model} (`{cls.__name__}`) | `{m}` | {len(aps)} | {mean:.3f} | "
+                     f"{full:.3f} | {peer:.3f} | {full_wins}/{len(aps)} | "
+                     f"{peer_wins}/{len(aps)} |")
     return lines + [""]
 
 

@@ -140,6 +140,16 @@ def load_split(c: dict) -> bl.Split:
 FACTORIES = {"mlp": mlp_factory, "vgg": vgg_factory, "bert": bert_factory}
 
 
+def noisy_labels(c: dict, split: bl.Split) -> tuple[np.ndarray, np.ndarray]:
+    """Cell ``c``'s seeded label noise on ``split``: ``(y_noisy, is_flipped)``; its
+    class-conditional noise flips to the nearest class by text where the dataset has no
+    confusable pairs of its own (``bl.CONFUSABLE``)."""
+    pairs = None
+    if c["kind"] == "class" and c["dataset"] not in bl.CONFUSABLE:
+        pairs = bl.confusable_by_text(split.X_train, split.y_train)
+    return bl.inject_noise(split.y_train, c["rate"], c["kind"], split.name, pairs=pairs)
+
+
 # --------------------------------------------------------------------- run
 def run_cell(c: dict, out_dir: Path, seeds: tuple[int, ...], curve: bool,
              cleanse: list[str] = CLEANSE) -> dict:
@@ -147,11 +157,7 @@ def run_cell(c: dict, out_dir: Path, seeds: tuple[int, ...], curve: bool,
     default = bl.default_method_key(est)
     cleanse = [default if m == "default" else m for m in cleanse]
     split = load_split(c)
-    pairs = None
-    if c["kind"] == "class" and c["dataset"] not in bl.CONFUSABLE:
-        pairs = bl.confusable_by_text(split.X_train, split.y_train)
-    y_noisy, flipped = bl.inject_noise(split.y_train, c["rate"], c["kind"], split.name,
-                                       pairs=pairs)
+    y_noisy, flipped = noisy_labels(c, split)
     k = int(flipped.sum())
     print(f"[{cell_name(c)}] n_train={len(y_noisy)} flipped={k}", flush=True)
     bl.warmup(est, split)
@@ -201,7 +207,7 @@ def run_cell(c: dict, out_dir: Path, seeds: tuple[int, ...], curve: bool,
                                                             int(round(f * len(y_noisy)))),
                                              seeds)[0] for f in fracs]
         cur["no cleansing"] = [clean["no cleansing"]["acc"]] * len(fracs)
-        res["acc_vs_drop"] = {"fractions": fracs, "acc": cur, "default": default}
+        res["acc_vs_drop"] = {"fractions": fracs, "acc": cur}
         bl.plot_acc_curve(fracs, cur, c["rate"], out_dir / f"acc_vs_drop_{res['name']}.png",
                           res["name"], LABELS)
     return res

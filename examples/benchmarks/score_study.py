@@ -58,7 +58,12 @@ import torch  # noqa: E402
 from scipy.stats import rankdata  # noqa: E402
 from sklearn.base import clone  # noqa: E402
 
-from tod_cleanse.scores import cleansing_scores, log_margin, normalized_margin  # noqa: E402
+from tod_cleanse.scores import (  # noqa: E402
+    cleansing_scores,
+    given_label_proba,
+    log_margin,
+    normalized_margin,
+)
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "scores"
@@ -67,10 +72,6 @@ _EPS = 1e-12
 
 
 # ------------------------------------------------------------------ the rules
-def _given(p: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return p[np.arange(len(y)), y].astype(np.float64)
-
-
 def _rank_mean(*scores: np.ndarray) -> np.ndarray:
     return np.mean([rankdata(s) for s in scores], axis=0)
 
@@ -82,16 +83,15 @@ def candidate_scores(a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
                                self_influence=a["self_influence"])
            for m in ("full_likelihood", "oos_likelihood", "confident_learning",
                      "self_influence", "two_view_margin")}
-    log_full, log_oos = np.log(_given(full, y) + _EPS), np.log(_given(oos, y) + _EPS)
     full_margin = normalized_margin(full, y)
     return {
         **own,
-        "seen_likelihood": np.log(_given(seen, y) + _EPS),
+        "seen_likelihood": np.log(given_label_proba(seen, y).astype(np.float64) + _EPS),
         "full_margin": full_margin,
         "full_log_margin": log_margin(full, y),
-        "two_view_likelihood": log_full + log_oos,
+        "two_view_likelihood": own["full_likelihood"] + own["oos_likelihood"],
         "two_view_prob_margin": full_margin + normalized_margin(oos, y),
-        "full_margin_oos_likelihood": _rank_mean(full_margin, log_oos),
+        "full_margin_oos_likelihood": _rank_mean(full_margin, own["oos_likelihood"]),
         "aum_tod": a["aum_tod"],
     }
 
@@ -130,11 +130,7 @@ def fit_cell(c: dict, seed: int) -> dict[str, np.ndarray]:
             return dict(z)
     est = (HELD_OUT_FACTORIES.get(c["model"]) or suite.FACTORIES[c["model"]])()
     split = suite.load_split(c)
-    pairs = None
-    if c["kind"] == "class" and c["dataset"] not in bl.CONFUSABLE:
-        pairs = bl.confusable_by_text(split.X_train, split.y_train)
-    y_noisy, flipped = bl.inject_noise(split.y_train, c["rate"], c["kind"], split.name,
-                                       pairs=pairs)
+    y_noisy, flipped = suite.noisy_labels(c, split)
     tod = bl.bench_class(clone(est).set_params(random_state=seed, verbose=0))
     tod.fit(split.X_train, y_noisy)
     plain = bl.bench_class(clone(est).set_params(turn_over=False, random_state=seed, verbose=0))
@@ -144,7 +140,7 @@ def fit_cell(c: dict, seed: int) -> dict[str, np.ndarray]:
         "labels": y, "flipped": flipped, "train_proba": tod.train_proba_,
         "oos_proba": tod.oos_proba_, "seen_proba": tod.seen_proba_,
         "self_influence": tod.self_influence_, "aum_tod": tod.aum_,
-        "loss_normal": np.log(_given(plain.train_proba_, y) + _EPS),
+        "loss_normal": np.log(given_label_proba(plain.train_proba_, y).astype(np.float64) + _EPS),
         "aum_normal": plain.aum_,
         "cpu": np.array([tod.train_time_[1] + tod.score_time_[1],
                          plain.train_time_[1] + plain.score_time_[1]]),
@@ -185,9 +181,21 @@ def _default_of(family: str) -> str | None:
     return None if cls is None else cls.default_method
 
 
+def best_peer(ap: dict[str, float]) -> float:
+    """The better peer's AP in one run's APs (:data:`PEERS`)."""
+    return max(ap[p] for p in PEERS)
+
+
+def tally(aps: list[dict[str, float]], rule: str) -> tuple[int, int, float]:
+    """Over runs' APs: on how many ``rule`` is >= the best peer, on how many >=
+    ``full_likelihood``, and its mean AP."""
+    return (sum(a[rule] >= best_peer(a) for a in aps),
+            sum(a[rule] >= a["full_likelihood"] - 1e-12 for a in aps),
+            float(np.mean([a[rule] for a in aps])))
+
+
 def report(payload: dict) -> str:
-    """Per-cell AP table and, per rule, on how many cells it is >= the best peer and
-    >= the package default (``full_likelihood``)."""
+    """Per-cell AP table and, per rule and family, :func:`tally`."""
     rows = payload["runs"]
     if not rows:
         return "no runs yet\n"
@@ -199,17 +207,10 @@ def report(payload: dict) -> str:
              "`aum_normal` (one normal training run, same seed). **Bold**: >= peer.", ""]
     lines.append("| cell | peer | " + " | ".join(rules) + " |")
     lines.append("|---" * (len(rules) + 2) + "|")
-    wins = {r: [0, 0, 0] for r in rules}  # >= peer, >= default, cells
     for k in keys:
-        ap = rows[k]
-        peer = max(ap[p] for p in PEERS)
-        cells = []
-        for r in rules:
-            v = ap[r]
-            cells.append(f"**{v:.3f}**" if v >= peer else f"{v:.3f}")
-            wins[r][0] += v >= peer
-            wins[r][1] += v >= ap["full_likelihood"] - 1e-12
-            wins[r][2] += 1
+        peer = best_peer(rows[k])
+        cells = [f"**{rows[k][r]:.3f}**" if rows[k][r] >= peer else f"{rows[k][r]:.3f}"
+                 for r in rules]
         lines.append(f"| {k} | {peer:.3f} | " + " | ".join(cells) + " |")
     families = list(dict.fromkeys(family_of(k) for k in keys))
     lines += ["", "Per family: on how many cells a rule is >= the best peer / >= "
@@ -217,15 +218,14 @@ def report(payload: dict) -> str:
               "today.", "",
               "| rule | " + " | ".join(families) + " | all |",
               "|---" * (len(families) + 2) + "|"]
-    for r in sorted(rules, key=lambda r: -wins[r][0]):
+    everything = [rows[k] for k in keys]
+    for r in sorted(rules, key=lambda r: -tally(everything, r)[0]):
         row = []
         for fam in families + [None]:
-            ks = [k for k in keys if fam is None or family_of(k) == fam]
-            peer = sum(rows[k][r] >= max(rows[k][p] for p in PEERS) for k in ks)
-            full = sum(rows[k][r] >= rows[k]["full_likelihood"] - 1e-12 for k in ks)
-            mean = np.mean([rows[k][r] for k in ks])
+            aps = [rows[k] for k in keys if fam is None or family_of(k) == fam]
+            peer, full, mean = tally(aps, r)
             mark = " (default)" if fam is not None and r == _default_of(fam) else ""
-            row.append(f"{peer}/{len(ks)} · {full}/{len(ks)} · {mean:.3f}{mark}")
+            row.append(f"{peer}/{len(aps)} · {full}/{len(aps)} · {mean:.3f}{mark}")
         lines.append(f"| {r} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
