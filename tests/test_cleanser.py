@@ -152,6 +152,8 @@ def test_resolve_method_and_log_margin():
     np.testing.assert_allclose(log_margin(p, np.array([0, 0])),
                                [np.log(0.7 / 0.2), np.log(0.1 / 0.6)])
     assert check_cleansing_params("auto")[0] == "auto"
+    with pytest.raises(ValueError, match=r"method must be 'auto' or one of \('eval_influence'"):
+        check_cleansing_params("nope")
     with pytest.raises(ValueError, match="eval_set is only used by method='eval_influence'"):
         check_cleansing_params("auto", eval_set=(p, np.array([0, 1])))
 
