@@ -114,7 +114,7 @@ def test_every_method_scores_from_one_fit(fitted, digits_small):
     # yet, so the gap-based scores (self_influence, memorisation) trail the
     # likelihood-based ones here; the benchmark has them on bigger data.
     floors = {"oos_likelihood": 0.9, "full_likelihood": 0.9, "confident_learning": 0.9,
-              "two_view_margin": 0.9, "self_influence": 0.75}
+              "two_view_margin": 0.9, "two_view_likelihood": 0.9, "self_influence": 0.75}
     for method, floor in floors.items():
         assert aurocs[method] > floor, aurocs
 
@@ -151,6 +151,12 @@ def test_resolve_method_and_log_margin():
     p = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
     np.testing.assert_allclose(log_margin(p, np.array([0, 0])),
                                [np.log(0.7 / 0.2), np.log(0.1 / 0.6)])
+    q = np.array([[0.5, 0.25, 0.25], [0.2, 0.2, 0.6]])  # the out-of-sample view
+    np.testing.assert_allclose(
+        cleansing_scores("two_view_likelihood", np.array([0, 2]), full_proba=p, oos_proba=q),
+        [np.log(0.7 * 0.5), np.log(0.6 * 0.6)], rtol=1e-6)
+    with pytest.raises(ValueError, match="needs oos_proba"):
+        cleansing_scores("two_view_likelihood", np.array([0, 2]), full_proba=p)
     assert check_cleansing_params("auto")[0] == "auto"
     with pytest.raises(ValueError, match=r"method must be 'auto' or one of \('eval_influence'"):
         check_cleansing_params("nope")

@@ -103,8 +103,8 @@ class ToDCleanser(BaseCleaningSampler):
     method : str, default="auto"
         ``"eval_influence"`` (the paper's cleansing: summed influence on
         ``eval_set``), ``"self_influence"``, ``"memorisation"``,
-        ``"oos_likelihood"``, ``"confident_learning"``, ``"full_likelihood"`` or
-        ``"two_view_margin"``. ``"auto"``: the estimator family's
+        ``"oos_likelihood"``, ``"confident_learning"``, ``"full_likelihood"``,
+        ``"two_view_margin"`` or ``"two_view_likelihood"``. ``"auto"``: the estimator family's
         ``default_method``, the score the benchmark ranks best for it
         (``"full_likelihood"`` for the MLP; see the README, "Benchmarks");
         ``method_`` holds the one used.

@@ -17,6 +17,8 @@ method               score of training row ``i``
 ``full_likelihood``  ``log p_full(y_i|x_i)`` (in-sample, full network)
 ``two_view_margin``  ``m(p_full) + m(p_oos)``, ``m(p) = log p(y_i|x_i) - log max_{j != y_i}
                      p(j|x_i)``: the given label's log-margin in both views (:func:`log_margin`)
+``two_view_likelihood`` ``log p_full(y_i|x_i) + log p_flip(y_i|x_i)``: the given label's
+                     log-likelihood in both views
 ==================== =====================================================================
 
 ``method="auto"`` (the default of :class:`~tod_cleanse.ToDCleanser` and the adapters)
@@ -59,6 +61,7 @@ METHODS = (
     "confident_learning",
     "full_likelihood",
     "two_view_margin",
+    "two_view_likelihood",
 )
 #: The default of a family that names no other (``default_method``); chosen from the
 #: benchmark (see README, "Benchmarks").
@@ -428,4 +431,7 @@ def cleansing_scores(
     if method == "two_view_margin":
         return (log_margin(need("full_proba", full_proba), labels)
                 + log_margin(need("oos_proba", oos_proba), labels))
+    if method == "two_view_likelihood":
+        return (np.log(given_label_proba(need("full_proba", full_proba), labels) + _EPS)
+                + np.log(given_label_proba(need("oos_proba", oos_proba), labels) + _EPS))
     raise ValueError(f"method must be one of {METHODS}, got {method!r}.")

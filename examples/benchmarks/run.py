@@ -64,6 +64,7 @@ LABELS = {
     "tod:confident_learning": "ToD: confident-learning margin",
     "tod:full_likelihood": "ToD: full-network in-sample likelihood",
     "tod:two_view_margin": "ToD: log-margin in both views (full + out-of-sample)",
+    "tod:two_view_likelihood": "ToD: log-likelihood in both views (full + out-of-sample)",
     "tod:aum_seen": "ToD: AUM of the seen sub-networks",
     "cleanlab_tod": "cleanlab on ToD one-run pred_probs",
     "cleanlab_cv5": "cleanlab on 5-fold CV pred_probs",
