@@ -78,8 +78,8 @@ def test_aum_hook_and_metrics_find_flipped_rows():
     est.fit(X.astype(np.float32), y_noisy)
     assert est.aum_.shape == (200,)
     assert est.train_time_[0] > 0 and est.score_time_[0] > 0
-    # the AUM bookkeeping is timed on its own and not charged to training
-    assert est.aum_time_.shape == (2,) and 0 < est.aum_time_[0] < est.train_time_[0]
+    # the AUM bookkeeping is timed on its own (and subtracted from training)
+    assert est.aum_time_.shape == (2,) and est.aum_time_[0] > 0 and est.aum_time_[1] >= 0
     m = bl.detection_metrics(est.aum_, flipped)
     assert m["auroc"] > 0.9 and 0 <= m["p_at_k"] <= 1
     keep = bl.drop_lowest(est.aum_, 20)

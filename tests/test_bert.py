@@ -250,3 +250,22 @@ def test_member_layer_and_token_mean_name_what_is_wrong():
     assert member_layer("auto", None, 0) is None  # no layer list: the pooled output
     with pytest.raises(ValueError, match=r"has shape \(5, 4\), not \(batch=2, tokens"):
         token_mean(torch.zeros(5, 4), torch.ones(2, 3))
+
+
+def test_cleanser_defaults_to_the_text_familys_two_view_margin(tiny_bert):
+    from tod_cleanse import ToDCleanser
+    from tod_cleanse.scores import log_margin
+
+    X, y = _texts(64, seed=1)
+    flipped = np.zeros(64, bool)
+    flipped[[3, 10, 17, 30, 41, 58]] = True
+    y_noisy = np.where(flipped, np.where(y == "neg", "pos", "neg"), y)
+    cl = ToDCleanser(_clf(tiny_bert, max_epochs=8, lr=3e-3), drop_fraction=6 / 64)
+    cl.fit(X, y_noisy)
+    est = cl.estimator_
+    assert cl.method_ == ToDBertClassifier.default_method == "two_view_margin"
+    np.testing.assert_allclose(
+        cl.scores_, log_margin(est.train_proba_, est.y_train_)
+        + log_margin(est.oos_proba_, est.y_train_))
+    # the two vocabularies are disjoint: the flipped rows score lowest
+    assert flipped[np.argsort(cl.scores_)[:6]].sum() >= 5

@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="cells whose name contains this (repeatable; default: every MLP cell)")
     ap.add_argument("--out", default=str(HERE / "results" / "scores" / "full_aum.md"))
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logger.setLevel(logging.INFO)  # this probe's table lines, not every epoch of every fit
     torch.set_num_threads(1)
     suite = {c["name"]: c for c in
              json.loads((HERE / "results" / "full" / "results.json").read_text())["cells"]}

@@ -43,13 +43,13 @@ FAMILY_NOTE = (
     "each class to the class with the nearest TF-IDF centroid. On the VGG and BERT cells "
     "only the default and 5-fold cleanlab are retrained for the cleansing table "
     "(`run.py --cleanse auto`), and the WordNet cells use 1 retraining seed. Every cell "
-    "is read against its family's default (`method=\"auto\"`: `two_view_margin` for VGG, "
-    "`full_likelihood` for the MLP and BERT). The VGG cells were rerun with per-family "
+    "is read against its family's default (`method=\"auto\"`: `two_view_margin` for VGG "
+    "and BERT, `full_likelihood` for the MLP). The VGG cells were rerun with per-family "
     "defaults (`run.py --only fashion_mnist-10000-vgg --also-cleanse tod:full_likelihood`: "
-    "the old default is retrained beside the new). The WordNet cells were rerun with issue "
-    "11's code (out-of-fold members on encoder layer 4, `run.py --only wordnet "
-    "--also-cleanse tod:oos_likelihood`) before `two_view_margin` existed, so they have no "
-    "row for it; `results/scores/` has its AP on the same ToD runs."
+    "the old default is retrained beside the new), the WordNet cells with the text "
+    "family's (`run.py --only wordnet --also-cleanse tod:oos_likelihood --also-cleanse "
+    "tod:two_view_margin --also-cleanse tod:two_view_likelihood`, before the default moved "
+    "from `full_likelihood`, which is retrained as the default there)."
 )
 
 
