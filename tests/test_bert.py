@@ -252,9 +252,8 @@ def test_member_layer_and_token_mean_name_what_is_wrong():
         token_mean(torch.zeros(5, 4), torch.ones(2, 3))
 
 
-def test_cleanser_defaults_to_the_text_familys_two_view_margin(tiny_bert):
+def test_cleanser_defaults_to_the_text_familys_two_view_likelihood(tiny_bert):
     from tod_cleanse import ToDCleanser
-    from tod_cleanse.scores import log_margin
 
     X, y = _texts(64, seed=1)
     flipped = np.zeros(64, bool)
@@ -263,9 +262,10 @@ def test_cleanser_defaults_to_the_text_familys_two_view_margin(tiny_bert):
     cl = ToDCleanser(_clf(tiny_bert, max_epochs=8, lr=3e-3), drop_fraction=6 / 64)
     cl.fit(X, y_noisy)
     est = cl.estimator_
-    assert cl.method_ == ToDBertClassifier.default_method == "two_view_margin"
+    assert cl.method_ == ToDBertClassifier.default_method == "two_view_likelihood"
+    rows = np.arange(64)
     np.testing.assert_allclose(
-        cl.scores_, log_margin(est.train_proba_, est.y_train_)
-        + log_margin(est.oos_proba_, est.y_train_))
+        cl.scores_, np.log(est.train_proba_[rows, est.y_train_] + 1e-12)
+        + np.log(est.oos_proba_[rows, est.y_train_] + 1e-12), rtol=1e-6)
     # the two vocabularies are disjoint: the flipped rows score lowest
     assert flipped[np.argsort(cl.scores_)[:6]].sum() >= 5

@@ -106,8 +106,9 @@ class ToDCleanser(BaseCleaningSampler):
         ``"oos_likelihood"``, ``"confident_learning"``, ``"full_likelihood"``,
         ``"two_view_margin"`` or ``"two_view_likelihood"``. ``"auto"``: the estimator family's
         ``default_method``, the score the benchmark ranks best for it
-        (``"full_likelihood"`` for the MLP, ``"two_view_margin"`` for VGG, ResNet
-        and the text family; see the README, "Benchmarks");
+        (``"full_likelihood"`` for the MLP, ``"two_view_margin"`` for VGG and
+        ResNet, ``"two_view_likelihood"`` for the text family; see the README,
+        "Benchmarks");
         ``method_`` holds the one used.
     drop_fraction : float or "auto", default="auto"
         Fraction of the training rows to drop (the lowest scores). ``"auto"``
