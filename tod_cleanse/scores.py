@@ -414,6 +414,10 @@ def cleansing_scores(
             raise ValueError(f"method={method!r} needs {name}.")
         return np.asarray(value, dtype=np.float64)
 
+    def loglik(name: str, value: np.ndarray | None) -> np.ndarray:
+        """``log p(y_i|x_i)`` of the view ``name``."""
+        return np.log(given_label_proba(need(name, value), labels) + _EPS)
+
     if method == "eval_influence":
         return need("eval_influence", eval_influence).copy()
     if method == "self_influence":
@@ -423,15 +427,14 @@ def cleansing_scores(
             need("seen_proba", seen_proba), labels
         )
     if method == "oos_likelihood":
-        return np.log(given_label_proba(need("oos_proba", oos_proba), labels) + _EPS)
+        return loglik("oos_proba", oos_proba)
     if method == "confident_learning":
         return normalized_margin(need("oos_proba", oos_proba), labels)
     if method == "full_likelihood":
-        return np.log(given_label_proba(need("full_proba", full_proba), labels) + _EPS)
+        return loglik("full_proba", full_proba)
     if method == "two_view_margin":
         return (log_margin(need("full_proba", full_proba), labels)
                 + log_margin(need("oos_proba", oos_proba), labels))
     if method == "two_view_likelihood":
-        return (np.log(given_label_proba(need("full_proba", full_proba), labels) + _EPS)
-                + np.log(given_label_proba(need("oos_proba", oos_proba), labels) + _EPS))
+        return loglik("full_proba", full_proba) + loglik("oos_proba", oos_proba)
     raise ValueError(f"method must be one of {METHODS}, got {method!r}.")

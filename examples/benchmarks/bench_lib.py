@@ -171,6 +171,13 @@ def clock() -> np.ndarray:
     return np.array([time.perf_counter(), time.process_time()])
 
 
+def logit_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``logit[y] - max_{j != y} logit[j]`` of every row (the margin AUM averages)."""
+    given = logits.gather(1, y[:, None]).squeeze(1)
+    other = logits.scatter(1, y[:, None], float("-inf")).max(1).values
+    return given - other
+
+
 class BenchMixin:
     """Benchmark-only hooks on a ToD estimator (no second training loop).
 
@@ -227,11 +234,9 @@ class BenchMixin:
         loss = super().train_step(xb, yb, kb)
         w0, c0 = time.perf_counter(), time.process_time()
         with torch.no_grad():
-            logits = self._last_logits.detach().float()
-            given = logits.gather(1, yb[:, None]).squeeze(1)
-            other = logits.scatter(1, yb[:, None], float("-inf")).max(1).values
+            margin = logit_margin(self._last_logits.detach().float(), yb)
             k = kb.cpu().long()
-            self._aum_sum.index_add_(0, k, (given - other).double().cpu())
+            self._aum_sum.index_add_(0, k, margin.double().cpu())
             self._aum_cnt.index_add_(0, k, torch.ones(len(k), dtype=torch.float64))
         self._last_logits = None
         self._aum_clock[0] += time.perf_counter() - w0

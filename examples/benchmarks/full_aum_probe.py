@@ -61,11 +61,9 @@ class FullMarginProbe(bl.BenchMLP):
             out = self.module_(xb)
         self.module_.train()
         logits = (out[0] if isinstance(out, tuple) else out).float()
-        given = logits.gather(1, yb[:, None]).squeeze(1)
-        other = logits.scatter(1, yb[:, None], float("-inf")).max(1).values
         loglik = torch.log_softmax(logits, 1).gather(1, yb[:, None]).squeeze(1)
         k = kb.cpu().long()
-        self._sums[0].index_add_(0, k, (given - other).double())
+        self._sums[0].index_add_(0, k, bl.logit_margin(logits, yb).double())
         self._sums[1].index_add_(0, k, loglik.double())
         self._sums[2].index_add_(0, k, torch.ones(len(k), dtype=torch.float64))
         return loss

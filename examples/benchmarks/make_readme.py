@@ -116,12 +116,14 @@ def family_defaults_note() -> list[str]:
 def target_status(payload: dict) -> str:
     """One line per quality target of issue 6: met on which cells, gaps where not (each
     cell against its family's default, :func:`bench_lib.cell_default`)."""
+    import score_study
+
     ap_miss, cost_miss, acc_miss, peer_miss = [], [], [], []
     cells = payload["cells"]
     for c in cells:
         default = bl.cell_default(c, payload)
         d, k = c["methods"][default], c["methods"]["cleanlab_cv5"]
-        peer = max(c["methods"]["loss_normal"]["ap"], c["methods"]["aum_normal"]["ap"])
+        peer = score_study.best_peer({p: c["methods"][p]["ap"] for p in score_study.PEERS})
         if d["ap"] < peer:
             peer_miss.append(f"{c['name']} ({d['ap']:.3f} vs {peer:.3f})")
         ratio = (d["train_cpu"] + d["score_cpu"]) / (k["train_cpu"] + k["score_cpu"])
