@@ -211,8 +211,8 @@ def test_oos_scorecard_applies_issue_11s_tolerances():
     def cell(name, tod, cv, si):
         keys = ("flagged_precision", "flagged_recall", "ap")
         return {"name": name, "n_flipped": 10, "methods": {
-            "cleanlab_tod": {"n_flagged": 12, **dict(zip(keys, tod))},
-            "cleanlab_cv5": {"n_flagged": 15, **dict(zip(keys, cv))},
+            "cleanlab_tod": {"n_flagged": 12, **dict(zip(keys, tod, strict=True))},
+            "cleanlab_cv5": {"n_flagged": 15, **dict(zip(keys, cv, strict=True))},
             "tod:self_influence": {"ap": si}}}
 
     # precision 0.015 under CV passes, recall 0.03 under fails, AP must not trail
