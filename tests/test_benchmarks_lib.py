@@ -208,19 +208,20 @@ def test_oos_blend_mixes_the_members_with_the_flipped_view(noisy_blobs, blend):
 def test_oos_scorecard_applies_issue_11s_tolerances():
     card = pytest.importorskip("oos_scorecard")
 
-    def cell(name, tod, cv, si):
+    def cell(name, estimator, tod, cv, si):
         keys = ("flagged_precision", "flagged_recall", "ap")
-        return {"name": name, "n_flipped": 10, "methods": {
+        return {"name": name, "estimator": estimator, "n_flipped": 10, "methods": {
             "cleanlab_tod": {"n_flagged": 12, **dict(zip(keys, tod, strict=True))},
             "cleanlab_cv5": {"n_flagged": 15, **dict(zip(keys, cv, strict=True))},
             "tod:self_influence": {"ap": si}}}
 
     # precision 0.015 under CV passes, recall 0.03 under fails, AP must not trail
-    mlp = card.cell_checks(cell("digits-mlp-u20", (0.785, 0.87, 0.90), (0.80, 0.90, 0.901),
-                                0.90))
+    mlp = card.cell_checks(cell("digits-u20", "ToDMLPClassifier", (0.785, 0.87, 0.90),
+                                (0.80, 0.90, 0.901), 0.90))
     assert [mlp[k][2] for k in ("precision", "recall", "ap")] == [True, False, False]
     assert mlp["self_influence"][2] is False  # the MLP gets no slack: 0.90 < 0.901
-    vgg = card.cell_checks(cell("fashion-vgg-u20", (0.8, 0.9, 0.95), (0.8, 0.9, 0.9), 0.86))
+    vgg = card.cell_checks(cell("fashion-u20", "ToDVGGClassifier", (0.8, 0.9, 0.95),
+                                (0.8, 0.9, 0.9), 0.86))
     assert vgg["self_influence"][2] is True  # within 0.05 of CV's 0.9 on the VGG cells
     md = card.markdown([mlp, vgg], "results.json")
     assert "| **cells meeting the target** | | 2/2 | 1/2 | 1/2 | 1/2 |" in md

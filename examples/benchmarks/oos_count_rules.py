@@ -195,6 +195,39 @@ def o_confident(require: str, calibrate: bool = True) -> Callable[[Fit], int]:
     return rule
 
 
+def _top_rows(p: np.ndarray, y: np.ndarray, i: int, alpha: float) -> np.ndarray:
+    """The ``round(alpha * n_i)`` rows (at least one) of highest ``p[:, i]``; ``n_i`` = the
+    rows given label ``i``, so the anchor set scales with the class's size."""
+    m = max(int(round(alpha * (y == i).sum())), 1)
+    return np.argsort(-p[:, i], kind="stable")[:m]
+
+
+def _per_class_count(f: Fit, rate: np.ndarray) -> int:
+    return int(round((np.bincount(f.y, minlength=f.k) * rate).sum()))
+
+
+# Anchors chosen by one view, ``T_ii`` read from another (round 9: decoupled anchors).
+# Round 6b found Patrini's ``anchor_O97`` biased where O is over-confident at its own top
+# rows; the round-9 hypothesis was a winner's curse (the rows whose O over-states
+# ``p(i|x)`` are the ones chosen), removed when one view chooses and the other reads. O
+# never saw the row, so its reading does not depend on the row's own label. With the same
+# view for both it is Patrini's estimate (``anchor_transition``, ``anchor_class_size``).
+def anchor_decoupled(select: str, read: str, q: float = 97.0,
+                     alpha: float | None = None) -> Callable[[Fit], int]:
+    """``T_ii`` = the mean ``read``-view ``p(i|x)`` over the anchors of class ``i`` chosen
+    by the ``select`` view: its rows above the ``q``-th percentile of ``p(i|x)`` (or, with
+    ``alpha``, its top ``alpha * n_i`` rows); the count is ``sum_i n_i (1 - T_ii)``."""
+    def rule(f: Fit) -> int:
+        ps, pr = getattr(f, select), getattr(f, read)
+        rate = []
+        for i in range(f.k):
+            rows = (_top_rows(ps, f.y, i, alpha) if alpha is not None
+                    else np.flatnonzero(ps[:, i] >= np.percentile(ps[:, i], q)))
+            rate.append(1 - pr[rows, i].mean())
+        return _per_class_count(f, np.array(rate))
+    return rule
+
+
 def anchor_transition(view: str, q: float = 97.0) -> Callable[[Fit], int]:
     """Anchor-point estimate of the noise transition matrix (Patrini et al., CVPR 2017).
 
@@ -202,13 +235,7 @@ def anchor_transition(view: str, q: float = 97.0) -> Callable[[Fit], int]:
     ``p(i|x)``; the count is ``sum_i n_i (1 - T_ii)``. Needs ``p`` calibrated to the
     noisy labels (O's temperature).
     """
-    def rule(f: Fit) -> int:
-        p = getattr(f, view)
-        n_per_label = np.bincount(f.y, minlength=f.k)
-        t_ii = np.array([p[p[:, i] >= np.percentile(p[:, i], q), i].mean()
-                         for i in range(f.k)])
-        return int(round((n_per_label * (1 - t_ii)).sum()))
-    return rule
+    return anchor_decoupled(view, view, q)
 
 
 def anchor_labels(view: str, q: float = 97.0) -> Callable[[Fit], int]:
@@ -307,25 +334,16 @@ RULES: dict[str, tuple[str, Callable[[Fit], int]]] = {
 # ----------------------------------------------------------------------------- round 6b
 # Anchor-point counts made robust (issue 11, item 3). ``1 - T_ii`` estimated on anchor
 # rows of class ``i``; the count is ``sum_i n_i (1 - T_ii)`` (``n_i``: rows given label i).
-def _top_rows(p: np.ndarray, y: np.ndarray, i: int, alpha: float) -> np.ndarray:
-    """The ``round(alpha * n_i)`` rows (at least one) of highest ``p[:, i]``; ``n_i`` = the
-    rows given label ``i``, so the anchor set scales with the class's size."""
-    m = max(int(round(alpha * (y == i).sum())), 1)
-    return np.argsort(-p[:, i], kind="stable")[:m]
-
-
-def _per_class_count(f: Fit, rate: np.ndarray) -> int:
-    return int(round((np.bincount(f.y, minlength=f.k) * rate).sum()))
-
-
 def anchor_class_size(view: str, alpha: float, labels: bool = False) -> Callable[[Fit], int]:
     """Patrini et al. (CVPR 2017) anchors, sized by the class: the top ``alpha * n_i`` rows
     of ``p(i|x)``; ``1 - T_ii`` = one minus their mean ``p(i|x)`` or (``labels``) the
     share of them given another label."""
+    if not labels:
+        return anchor_decoupled(view, view, alpha=alpha)
+
     def rule(f: Fit) -> int:
         p = getattr(f, view)
-        rate = np.array([(f.y[r] != i).mean() if labels else 1 - p[r, i].mean()
-                         for i in range(f.k) for r in [_top_rows(p, f.y, i, alpha)]])
+        rate = np.array([(f.y[_top_rows(p, f.y, i, alpha)] != i).mean() for i in range(f.k)])
         return _per_class_count(f, rate)
     return rule
 
@@ -573,29 +591,6 @@ RULES.update({
     "median_three_wide": ("median of package, anchor_O97, best_bin_O_wide",
                           median_of("package", "anchor_O97", "best_bin_O_wide")),
 })
-
-
-# ----------------------------------------------------------------------------- round 9
-# Decoupled anchors (issue 11, round 9). Round 6b found Patrini's ``anchor_O97`` biased
-# where O is over-confident at its own top rows: choosing the anchors by O's ``p(i|x)``
-# and reading ``T_ii`` from the same ``p(i|x)`` is a winner's curse (the rows whose O
-# over-states ``p(i|x)`` are the ones chosen). Here one view chooses the anchors and the
-# other view reads ``T_ii`` on them, so the reading's own error does not decide the
-# choice. O never saw the row, so its reading does not depend on the row's own label.
-def anchor_decoupled(select: str, read: str, q: float = 97.0,
-                     alpha: float | None = None) -> Callable[[Fit], int]:
-    """``T_ii`` = the mean ``read``-view ``p(i|x)`` over the anchors of class ``i`` chosen
-    by the ``select`` view: its rows above the ``q``-th percentile of ``p(i|x)`` (or, with
-    ``alpha``, its top ``alpha * n_i`` rows); the count is ``sum_i n_i (1 - T_ii)``."""
-    def rule(f: Fit) -> int:
-        ps, pr = getattr(f, select), getattr(f, read)
-        rate = []
-        for i in range(f.k):
-            rows = (_top_rows(ps, f.y, i, alpha) if alpha is not None
-                    else np.flatnonzero(ps[:, i] >= np.percentile(ps[:, i], q)))
-            rate.append(1 - pr[rows, i].mean())
-        return _per_class_count(f, np.array(rate))
-    return rule
 
 
 RULES.update({
